@@ -1,0 +1,64 @@
+# wasmpod: `make demo` runs a wasm image through a private containerd; `make test` runs every
+# test. Both install what is missing first (apt packages, rust targets): see scripts/.
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+CARGO     ?= cargo
+RELEASE   := target/release
+SHIM      := $(RELEASE)/containerd-shim-wasmpod-v1
+CLI       := $(RELEASE)/wasmpod
+TRIXIE    := $(CURDIR)/.work/trixie
+PREFIX    ?= /usr/local
+TEST_THREADS ?= 2
+
+.PHONY: deps trixie build test-images test unit-test integration-test lint fmt bench demo install uninstall clean
+
+deps: ## install missing apt packages and rust targets
+	@scripts/install-deps.sh
+
+trixie: ## fetch containerd 1.7 + dockerd 26 (Debian trixie, extracted) into .work/trixie
+	@scripts/fetch-trixie.sh $(TRIXIE)
+
+build: deps ## build the shim and the wasmpod CLI (release)
+	$(CARGO) build --release --workspace --bins
+
+test-images: deps ## build the wasm test programs into test-images/out
+	$(MAKE) -C test-images
+
+test: deps build test-images trixie unit-test integration-test ## everything
+
+unit-test: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) test --release --workspace --exclude wasmpod-integration
+
+integration-test: build test-images trixie
+	@echo "== integration tests: containerd 1.6 (bookworm)"
+	WASMPOD_CONTAINERD=/usr/bin/containerd \
+	  $(CARGO) test --release -p wasmpod-integration -- --test-threads=$(TEST_THREADS)
+	@echo "== integration tests: containerd 1.7 (trixie)"
+	WASMPOD_CONTAINERD=$(TRIXIE)/x/usr/bin/containerd \
+	  $(CARGO) test --release -p wasmpod-integration -- --test-threads=$(TEST_THREADS)
+
+lint: deps ## formatting and clippy, warnings are errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+bench: build test-images ## wasmpod vs runc: ctr run --rm wall time and idle PSS
+	scripts/bench.sh
+
+demo: build test-images ## private containerd, run the hello image through wasmpod
+	scripts/demo.sh
+
+install: build ## put the shim and the CLI in $(PREFIX)/bin
+	install -m 0755 $(SHIM) $(CLI) $(PREFIX)/bin/
+
+uninstall:
+	rm -f $(PREFIX)/bin/containerd-shim-wasmpod-v1 $(PREFIX)/bin/wasmpod
+
+clean:
+	$(CARGO) clean
+	$(MAKE) -C test-images clean
+	rm -rf .work

@@ -1,0 +1,42 @@
+//! Black-box integration tests of wasmpod against a real containerd (1.6 or 1.7).
+//!
+//! # Layout
+//! - `paths`: where the shim, CLI, containerd, ctr and test programs are (env overrides).
+//! - `config`: pure rewrite of `containerd config default` into a private config.
+//! - `containerd`: [`Containerd`], one private daemon per test, RAII teardown, ctr wrappers.
+//! - `run`: [`Run`], the `ctr run` builder (exec / spawn / detach), and [`Spawned`].
+//! - `task`: [`Task`], a handle on a running task (kill, pause, metrics, exit code).
+//! - `images`: [`Images`], test image tars built once per process (wasmpod CLI, umoci).
+//! - `process`: commands with deadlines and captured [`Output`].
+//! - `system`: leftover processes, mounts and cgroups on the host, and their removal.
+//!
+//! ```no_run
+//! use wasmpod_integration::{images, with_containerd};
+//! with_containerd(|ctd| {
+//!     let hello = images().wasm("hello")?;
+//!     let out = ctd.import(&hello)?.run(&hello).exec()?;
+//!     out.success()?;
+//!     Ok(())
+//! })
+//! # .unwrap();
+//! ```
+//!
+//! Environment: `WASMPOD_CONTAINERD` (containerd binary, default `/usr/bin/containerd`),
+//! `WASMPOD_CTR` (default: the ctr beside it), `WASMPOD_BIN_DIR` (shim and CLI, default
+//! `target/release`), `WASMPOD_CLI`, `WASMPOD_TEST_PROGRAMS`, `WASMPOD_IT_LOG_LEVEL`.
+
+pub mod config;
+pub mod containerd;
+pub mod images;
+pub mod paths;
+pub mod process;
+pub mod run;
+pub mod system;
+pub mod task;
+
+pub use containerd::{unique_name, with_containerd, Containerd, TaskInfo};
+pub use images::{images, Images, TestImage};
+pub use paths::{require_shim, RUNC_RUNTIME, WASMPOD_RUNTIME};
+pub use process::Output;
+pub use run::{Run, Spawned};
+pub use task::Task;

@@ -1,0 +1,303 @@
+//! `ctr run`, as a builder: run to completion, spawn in the background, or detach.
+//!
+//! Builds the ctr command line only; everything about the daemon lives in `containerd`.
+//! Runs of the wasmpod runtime first check the shim binary exists, so a missing build
+//! fails with a message saying so rather than an obscure ctr error.
+
+use std::fs::{self, File};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::containerd::{unique_name, Containerd};
+use crate::paths::{self, RUNC_RUNTIME, WASMPOD_RUNTIME};
+use crate::process::{cmdline, Output};
+use crate::task::Task;
+
+/// Default deadline for a container run to finish.
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A pending `ctr run`; see the methods for defaults.
+#[derive(Debug, Clone)]
+#[must_use = "a Run does nothing until exec(), spawn() or detach()"]
+pub struct Run<'a> {
+    ctd: &'a Containerd,
+    image: String,
+    entrypoint: Option<String>,
+    id: String,
+    runtime: String,
+    argv: Option<Vec<String>>,
+    env: Vec<String>,
+    mounts: Vec<String>,
+    cwd: Option<String>,
+    memory_limit: Option<u64>,
+    extra: Vec<String>,
+    timeout: Duration,
+}
+
+impl<'a> Run<'a> {
+    pub(crate) fn new(ctd: &'a Containerd, image: &str, entrypoint: Option<&str>) -> Self {
+        Self {
+            ctd,
+            image: image.to_string(),
+            entrypoint: entrypoint.map(str::to_string),
+            id: unique_name("c"),
+            runtime: WASMPOD_RUNTIME.to_string(),
+            argv: None,
+            env: Vec::new(),
+            mounts: Vec::new(),
+            cwd: None,
+            memory_limit: None,
+            extra: Vec::new(),
+            timeout: RUN_TIMEOUT,
+        }
+    }
+
+    /// Container id (default: a unique `c-<pid>-<n>`).
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = id.into();
+        self
+    }
+
+    /// The id this run will use.
+    pub fn container_id(&self) -> &str {
+        &self.id
+    }
+
+    /// Runtime type (default `io.containerd.wasmpod.v1`).
+    pub fn runtime(mut self, runtime: impl Into<String>) -> Self {
+        self.runtime = runtime.into();
+        self
+    }
+
+    /// Shorthand for `.runtime("io.containerd.runc.v2")`.
+    pub fn runc(self) -> Self {
+        self.runtime(RUNC_RUNTIME)
+    }
+
+    /// Arguments after the image's entrypoint.
+    ///
+    /// ctr replaces the whole process argv when given a command, so this passes
+    /// `[entrypoint, args...]`. Needs an image whose entrypoint is known (see [`Containerd::run`]).
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut argv: Vec<String> = self.entrypoint.iter().cloned().collect();
+        argv.extend(args.into_iter().map(Into::into));
+        self.argv = Some(argv);
+        self
+    }
+
+    /// The whole process argv, replacing the image's entrypoint and cmd.
+    pub fn argv<I, S>(mut self, argv: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.argv = Some(argv.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Adds `KEY=VALUE` to the process environment (`--env`).
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push(format!("{key}={value}"));
+        self
+    }
+
+    /// Bind-mounts host `src` read-only at `dst`.
+    pub fn mount_ro(self, src: impl Into<PathBuf>, dst: &str) -> Self {
+        self.mount(src, dst, "rbind:ro")
+    }
+
+    /// Bind-mounts host `src` read-write at `dst`.
+    pub fn mount_rw(self, src: impl Into<PathBuf>, dst: &str) -> Self {
+        self.mount(src, dst, "rbind:rw")
+    }
+
+    /// `--mount type=bind,src=SRC,dst=DST,options=OPTIONS` (options `:`-separated).
+    pub fn mount(mut self, src: impl Into<PathBuf>, dst: &str, options: &str) -> Self {
+        let src = src.into();
+        self.mounts.push(format!(
+            "type=bind,src={},dst={dst},options={options}",
+            src.display()
+        ));
+        self
+    }
+
+    /// Working directory of the process (`--cwd`).
+    pub fn cwd(mut self, cwd: &str) -> Self {
+        self.cwd = Some(cwd.to_string());
+        self
+    }
+
+    /// Memory limit in bytes (`--memory-limit`).
+    pub fn memory_limit(mut self, bytes: u64) -> Self {
+        self.memory_limit = Some(bytes);
+        self
+    }
+
+    /// Any other `ctr run` flag, placed before the image name.
+    pub fn flag(mut self, flag: impl Into<String>) -> Self {
+        self.extra.push(flag.into());
+        self
+    }
+
+    /// Deadline for [`Run::exec`] (default 60 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    fn command(&self, mode: &[&str]) -> Result<Command> {
+        if self.runtime == WASMPOD_RUNTIME {
+            paths::require_shim()?;
+        }
+        let mut cmd = self.ctd.ctr_command();
+        cmd.arg("run").args(mode);
+        cmd.arg("--runtime").arg(&self.runtime);
+        cmd.arg("--fifo-dir").arg(self.ctd.dir().join("fifo"));
+        if self.runtime == RUNC_RUNTIME {
+            // Otherwise runc keeps its state under /run/containerd/runc.
+            cmd.arg("--runc-root").arg(self.ctd.dir().join("runc"));
+        }
+        for e in &self.env {
+            cmd.arg("--env").arg(e);
+        }
+        for m in &self.mounts {
+            cmd.arg("--mount").arg(m);
+        }
+        if let Some(cwd) = &self.cwd {
+            cmd.arg("--cwd").arg(cwd);
+        }
+        if let Some(bytes) = self.memory_limit {
+            cmd.arg("--memory-limit").arg(bytes.to_string());
+        }
+        cmd.args(&self.extra).arg(&self.image).arg(&self.id);
+        if let Some(argv) = &self.argv {
+            cmd.args(argv);
+        }
+        Ok(cmd)
+    }
+
+    /// `ctr run --rm`, waiting for the exit; the output holds the task's exit status.
+    ///
+    /// # Errors
+    /// When ctr cannot be run or the timeout passes; a non-zero exit is not an error here.
+    pub fn exec(self) -> Result<Output> {
+        let mut cmd = self.command(&["--rm"])?;
+        crate::process::run_with_timeout(&mut cmd, self.timeout)
+    }
+
+    /// `ctr run --rm` in the background, stdout and stderr going to files that can be read
+    /// while it runs (see [`Spawned`]).
+    ///
+    /// # Errors
+    /// When ctr cannot be spawned.
+    pub fn spawn(self) -> Result<Spawned<'a>> {
+        let mut cmd = self.command(&["--rm"])?;
+        let base = self.ctd.dir().join(format!("{}.ctr", self.id));
+        let (out, err) = (base.with_extension("out"), base.with_extension("err"));
+        cmd.stdin(Stdio::null())
+            .stdout(File::create(&out)?)
+            .stderr(File::create(&err)?);
+        let line = cmdline(&cmd);
+        let child = cmd.spawn().with_context(|| format!("spawn {line}"))?;
+        Ok(Spawned {
+            ctd: self.ctd,
+            id: self.id,
+            cmdline: line,
+            child: Some(child),
+            started: Instant::now(),
+            out,
+            err,
+        })
+    }
+
+    /// `ctr run -d`: returns once the task runs, with a handle to drive it.
+    ///
+    /// # Errors
+    /// When ctr fails to create or start the task.
+    pub fn detach(self) -> Result<Task<'a>> {
+        let mut cmd = self.command(&["-d"])?;
+        let out = crate::process::run_with_timeout(&mut cmd, self.timeout)?;
+        out.success().context("detached run")?;
+        Ok(Task::new(self.ctd, self.id))
+    }
+}
+
+/// A foreground `ctr run --rm` running in the background.
+#[derive(Debug)]
+pub struct Spawned<'a> {
+    ctd: &'a Containerd,
+    id: String,
+    cmdline: String,
+    child: Option<Child>,
+    started: Instant,
+    out: PathBuf,
+    err: PathBuf,
+}
+
+impl<'a> Spawned<'a> {
+    /// The container id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// A handle on the task for kill, pause, metrics...
+    pub fn task(&self) -> Task<'a> {
+        Task::new(self.ctd, self.id.clone()).borrowed()
+    }
+
+    /// What the container has written to stdout so far.
+    pub fn stdout_so_far(&self) -> String {
+        fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
+    /// Waits for `ctr run` to exit.
+    ///
+    /// # Errors
+    /// When it does not exit within `timeout` (it is then killed).
+    pub fn wait(mut self, timeout: Duration) -> Result<Output> {
+        let Some(mut child) = self.child.take() else {
+            bail!("already waited");
+        };
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(s) = child.try_wait()? {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!(
+                    "{} did not exit within {timeout:?}; stdout so far: {:?}",
+                    self.cmdline,
+                    self.stdout_so_far()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        Ok(Output {
+            cmdline: self.cmdline.clone(),
+            stdout: self.stdout_so_far(),
+            stderr: fs::read_to_string(&self.err).unwrap_or_default(),
+            status,
+            elapsed: self.started.elapsed(),
+        })
+    }
+}
+
+impl Drop for Spawned<'_> {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = fs::remove_file(&self.out);
+        let _ = fs::remove_file(&self.err);
+    }
+}

@@ -1,0 +1,153 @@
+//! Driving a running wasm task (the `sleeper` program, one `tick N` per second) through ctr:
+//! signals, pause/resume, metrics and ps.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Result};
+use wasmpod_integration::{images, with_containerd, Containerd, Spawned};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+fn ticks(out: &str) -> usize {
+    out.lines().filter(|l| l.starts_with("tick ")).count()
+}
+
+/// Waits until the spawned sleeper has printed at least `n` ticks.
+fn wait_ticks(run: &Spawned<'_>, n: usize) -> Result<usize> {
+    let start = Instant::now();
+    loop {
+        let seen = ticks(&run.stdout_so_far());
+        if seen >= n {
+            return Ok(seen);
+        }
+        ensure!(
+            start.elapsed() < WAIT,
+            "only {seen} ticks after {WAIT:?}, want {n}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Kills a detached sleeper with `signal` and returns the exit code ctr reports.
+fn kill_detached(ctd: &Containerd, signal: &str) -> Result<i32> {
+    let img = images().wasm("sleeper")?;
+    let task = ctd.import(&img)?.run(&img).detach()?;
+    task.wait_for_status("RUNNING", WAIT)?;
+    task.kill(signal)?;
+    task.wait_for_exit(WAIT)
+}
+
+/// SIGTERM to a detached plain module ends it at once with status 143 (128 + 15).
+#[test]
+fn sigterm_detached_exits_143() -> Result<()> {
+    with_containerd(|ctd| {
+        let code = kill_detached(ctd, "SIGTERM")?;
+        ensure!(code == 143, "SIGTERM gave {code}, want 143");
+        Ok(())
+    })
+}
+
+/// SIGKILL to a detached module ends it with status 137 (128 + 9).
+#[test]
+fn sigkill_detached_exits_137() -> Result<()> {
+    with_containerd(|ctd| {
+        let code = kill_detached(ctd, "SIGKILL")?;
+        ensure!(code == 137, "SIGKILL gave {code}, want 137");
+        Ok(())
+    })
+}
+
+/// A foreground `ctr run` of a ticking sleeper exits 143 when the task gets SIGTERM, well
+/// before any grace period.
+#[test]
+fn sigterm_ends_foreground_run_with_143() -> Result<()> {
+    with_containerd(|ctd| {
+        let img = images().wasm("sleeper")?;
+        let run = ctd.import(&img)?.run(&img).spawn()?;
+        wait_ticks(&run, 1)?;
+        let sent = Instant::now();
+        run.task().kill("SIGTERM")?;
+        let out = run.wait(WAIT)?;
+        out.expect_code(143)?;
+        ensure!(
+            sent.elapsed() < Duration::from_secs(5),
+            "took {:?} after SIGTERM",
+            sent.elapsed()
+        );
+        Ok(())
+    })
+}
+
+/// Pause shows PAUSED and stops the ticks; resume shows RUNNING and they go on.
+#[test]
+fn pause_and_resume_sleeper() -> Result<()> {
+    with_containerd(|ctd| {
+        let img = images().wasm("sleeper")?;
+        let run = ctd.import(&img)?.run(&img).spawn()?;
+        let task = run.task();
+        wait_ticks(&run, 2)?;
+
+        task.pause()?;
+        ensure!(
+            task.status()?.as_deref() == Some("PAUSED"),
+            "status {:?}",
+            task.status()?
+        );
+        // A tick in flight may still land; after that, nothing while frozen.
+        std::thread::sleep(Duration::from_millis(300));
+        let frozen = ticks(&run.stdout_so_far());
+        std::thread::sleep(Duration::from_millis(2500));
+        let later = ticks(&run.stdout_so_far());
+        ensure!(
+            later == frozen,
+            "ticks went on while paused: {frozen} -> {later}"
+        );
+
+        task.resume()?;
+        ensure!(
+            task.status()?.as_deref() == Some("RUNNING"),
+            "status {:?}",
+            task.status()?
+        );
+        wait_ticks(&run, later + 2)?;
+
+        task.kill("SIGKILL")?;
+        run.wait(WAIT)?.expect_code(137)?;
+        Ok(())
+    })
+}
+
+/// `ctr task metrics` of a running wasm task reports cgroup figures, `ctr task ps` its pid.
+#[test]
+fn metrics_and_ps_of_a_running_task() -> Result<()> {
+    with_containerd(|ctd| {
+        let img = images().wasm("sleeper")?;
+        let task = ctd.import(&img)?.run(&img).detach()?;
+        task.wait_for_status("RUNNING", WAIT)?;
+
+        let metrics = task.metrics()?;
+        ensure!(
+            metrics
+                .stdout
+                .lines()
+                .any(|l| l.starts_with("memory.") || l.starts_with("pids.")),
+            "no memory/pids figures in:\n{metrics}"
+        );
+
+        let pid = ctd
+            .task_list()?
+            .into_iter()
+            .find(|t| t.id == task.id())
+            .map(|t| t.pid)
+            .unwrap_or(0);
+        let ps = task.ps()?;
+        ensure!(
+            pid != 0 && ps.stdout.contains(&pid.to_string()),
+            "pid {pid} not in:\n{ps}"
+        );
+
+        task.kill("SIGKILL")?;
+        task.wait_for_exit(WAIT)?;
+        Ok(())
+    })
+}

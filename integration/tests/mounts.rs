@@ -1,0 +1,125 @@
+//! Bind mounts seen by a wasm guest (the `files` program): read-only stays read-only,
+//! read-write reaches the host, and neither `..` nor symlinks lead out of a mount.
+
+use std::fs;
+
+use anyhow::{ensure, Result};
+use wasmpod_integration::{images, unique_name, with_containerd};
+
+/// Reading through a read-only mount works; writing, new or existing file, fails inside the
+/// guest with exit 2 and changes nothing on the host.
+#[test]
+fn read_only_mount_rejects_writes() -> Result<()> {
+    with_containerd(|ctd| {
+        let img = images().wasm("files")?;
+        let host = tempfile::tempdir()?;
+        fs::write(host.path().join("in.txt"), "from host")?;
+        ctd.import(&img)?;
+        let run = |args: &[&str]| {
+            ctd.run(&img)
+                .args(args.iter().copied())
+                .mount_ro(host.path(), "/data")
+                .exec()
+        };
+
+        let out = run(&["read", "/data/in.txt"])?;
+        out.success()?;
+        ensure!(out.stdout == "from host", "{out}");
+
+        let out = run(&["write", "/data/new.txt", "nope"])?;
+        out.expect_code(2)?;
+        ensure!(out.stderr.contains("error:"), "{out}");
+        ensure!(
+            !host.path().join("new.txt").exists(),
+            "write through a ro mount landed"
+        );
+
+        run(&["write", "/data/in.txt", "nope"])?.expect_code(2)?;
+        ensure!(fs::read_to_string(host.path().join("in.txt"))? == "from host");
+        Ok(())
+    })
+}
+
+/// A write through a read-write mount lands on the host, and the guest lists it.
+#[test]
+fn read_write_mount_reaches_host() -> Result<()> {
+    with_containerd(|ctd| {
+        let img = images().wasm("files")?;
+        let host = tempfile::tempdir()?;
+        ctd.import(&img)?;
+        let out = ctd
+            .run(&img)
+            .args(["write", "/data/out.txt", "written by guest"])
+            .mount_rw(host.path(), "/data")
+            .exec()?;
+        out.success()?;
+        ensure!(
+            fs::read_to_string(host.path().join("out.txt"))? == "written by guest",
+            "{out}"
+        );
+        let out = ctd
+            .run(&img)
+            .args(["ls", "/data"])
+            .mount_rw(host.path(), "/data")
+            .exec()?;
+        out.success()?;
+        ensure!(out.stdout == "out.txt\n", "{out}");
+        Ok(())
+    })
+}
+
+/// Neither `..` out of a mount nor symlinks in it (absolute to a host file, relative to
+/// one, or to the parent directory) reach the host file beside the mounted directory.
+#[test]
+fn no_escape_from_a_mount() -> Result<()> {
+    with_containerd(|ctd| {
+        let img = images().wasm("files")?;
+        let top = tempfile::tempdir()?;
+        let secret = format!("TOP-SECRET-{}", unique_name("s"));
+        let secret_path = top.path().join("secret.txt");
+        fs::write(&secret_path, &secret)?;
+        let mnt = top.path().join("mnt");
+        fs::create_dir(&mnt)?;
+        std::os::unix::fs::symlink(&secret_path, mnt.join("abs-link"))?;
+        std::os::unix::fs::symlink("../secret.txt", mnt.join("rel-link"))?;
+        std::os::unix::fs::symlink("..", mnt.join("up"))?;
+        ctd.import(&img)?;
+
+        let reads: [(&[&str], Option<&str>); 5] = [
+            (&["read", "/data/../secret.txt"], None),
+            (&["read", "../secret.txt"], Some("/data")),
+            (&["read", "/data/abs-link"], None),
+            (&["read", "/data/rel-link"], None),
+            (&["read", "/data/up/secret.txt"], None),
+        ];
+        for (args, cwd) in reads {
+            let mut run = ctd
+                .run(&img)
+                .args(args.iter().copied())
+                .mount_rw(&mnt, "/data");
+            if let Some(cwd) = cwd {
+                run = run.cwd(cwd);
+            }
+            let out = run.exec()?;
+            ensure!(
+                !out.combined().contains(&secret),
+                "escaped with {args:?}: {out}"
+            );
+            ensure!(out.code() != 0, "{args:?} succeeded: {out}");
+        }
+
+        for target in ["/data/../escaped.txt", "/data/up/escaped.txt"] {
+            let out = ctd
+                .run(&img)
+                .args(["write", target, "out"])
+                .mount_rw(&mnt, "/data")
+                .exec()?;
+            ensure!(
+                !top.path().join("escaped.txt").exists(),
+                "{target} reached the host: {out}"
+            );
+        }
+        ensure!(fs::read_to_string(&secret_path)? == secret);
+        Ok(())
+    })
+}

@@ -1,0 +1,137 @@
+//! Wasm programs under `io.containerd.wasmpod.v1`: output, argv, environment, cwd and exit
+//! statuses as `ctr run` reports them.
+
+use std::collections::BTreeMap;
+
+use anyhow::{ensure, Context, Result};
+use wasmpod_integration::{images, with_containerd};
+
+/// A WASI p1 module prints its line to ctr's stdout and exits 0.
+#[test]
+fn hello_module() -> Result<()> {
+    with_containerd(|ctd| {
+        let img = images().wasm("hello")?;
+        let out = ctd.import(&img)?.run(&img).exec()?;
+        out.success()?;
+        ensure!(out.stdout == "hello from wasmpod\n", "{out}");
+        Ok(())
+    })
+}
+
+/// A WASI p2 component (wasi:cli/run) prints its line and exits 0.
+#[test]
+fn hello_component() -> Result<()> {
+    with_containerd(|ctd| {
+        let img = images().wasm("hello-component")?;
+        let out = ctd.import(&img)?.run(&img).exec()?;
+        out.success()?;
+        ensure!(out.stdout == "hello from a wasmpod component\n", "{out}");
+        Ok(())
+    })
+}
+
+/// A C program built against wasi-libc gets its argument and prints both lines.
+#[test]
+fn hello_c_with_argument() -> Result<()> {
+    with_containerd(|ctd| {
+        let img = images().wasm("hello-c")?;
+        let out = ctd.import(&img)?.run(&img).args(["extra word"]).exec()?;
+        out.success()?;
+        ensure!(
+            out.stdout == "hello from C on wasmpod\nextra word\n",
+            "{out}"
+        );
+        Ok(())
+    })
+}
+
+/// The guest sees exactly the argv, env and cwd ctr asked for: env holds PATH, the image's
+/// variable and the `--env` ones, and nothing of the shim's environment (the canary set on
+/// containerd only, TTRPC_ADDRESS...); relative paths resolve against the cwd.
+#[test]
+fn printer_sees_args_env_and_cwd() -> Result<()> {
+    with_containerd(|ctd| {
+        let img = images().printer()?;
+        let host = tempfile::tempdir()?;
+        std::fs::write(host.path().join("marker.txt"), "x")?;
+        let out = ctd
+            .import(&img)?
+            .run(&img)
+            .args(["first", "second arg", "--ls", "."])
+            .env("GREETING", "hi there")
+            .env("EMPTY", "")
+            .mount_ro(host.path(), "/work")
+            .cwd("/work")
+            .exec()?;
+        out.success()?;
+        let lines: Vec<&str> = out.stdout.lines().collect();
+
+        let args: Vec<&str> = lines
+            .iter()
+            .filter_map(|l| l.strip_prefix("arg["))
+            .collect();
+        ensure!(args.len() == 5, "want 5 args:\n{out}");
+        ensure!(
+            args[0].starts_with("0]=") && args[0].ends_with("app.wasm"),
+            "argv[0]: {out}"
+        );
+        for (i, want) in ["first", "second arg", "--ls", "."].iter().enumerate() {
+            ensure!(
+                args[i + 1] == format!("{}]={want}", i + 1),
+                "arg {}: {out}",
+                i + 1
+            );
+        }
+
+        let env: BTreeMap<&str, &str> = lines
+            .iter()
+            .filter_map(|l| l.strip_prefix("env ")?.split_once('='))
+            .collect();
+        let keys: Vec<&str> = env.keys().copied().collect();
+        ensure!(
+            keys == ["EMPTY", "GREETING", "IMAGE_VAR", "PATH"],
+            "environment must be PATH + image + --env only, got {keys:?}\n{out}"
+        );
+        ensure!(
+            env["GREETING"] == "hi there" && env["EMPTY"].is_empty(),
+            "{out}"
+        );
+        ensure!(env["IMAGE_VAR"] == "from-image", "{out}");
+        ensure!(!env["PATH"].is_empty(), "empty PATH: {out}");
+        ensure!(
+            !out.stdout.contains("WASMPOD_LEAK_CANARY"),
+            "shim env leaked: {out}"
+        );
+
+        ensure!(lines.contains(&"cwd=/work"), "cwd: {out}");
+        ensure!(!out.stdout.contains("cwd_error="), "cwd: {out}");
+        ensure!(
+            lines.contains(&"entry marker.txt"),
+            "relative ls of cwd: {out}"
+        );
+        Ok(())
+    })
+}
+
+/// `proc_exit(7)` becomes ctr run's exit status 7; 0 stays 0.
+#[test]
+fn exit_code_propagates() -> Result<()> {
+    with_containerd(|ctd| {
+        let img = images().wasm("exit-code")?;
+        ctd.import(&img)?;
+        ctd.run(&img).args(["7"]).exec()?.expect_code(7)?;
+        ctd.run(&img).args(["0"]).exec()?.expect_code(0)?;
+        Ok(())
+    })
+}
+
+/// A wasm trap (`unreachable`) ends the task with exit status 134 (128 + SIGABRT).
+#[test]
+fn trap_exits_134() -> Result<()> {
+    with_containerd(|ctd| {
+        let img = images().wasm("trap")?;
+        let out = ctd.import(&img)?.run(&img).exec()?;
+        out.expect_code(134).context("trap")?;
+        Ok(())
+    })
+}

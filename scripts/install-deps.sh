@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Install what wasmpod's build and tests need on a Debian bookworm machine (run as root).
+# Idempotent: installs only what is missing and prints nothing when everything is present.
+set -euo pipefail
+
+packages=(
+  containerd runc busybox-static
+  clang lld wasi-libc libclang-rt-14-dev-wasm32
+  libseccomp-dev pkg-config protobuf-compiler
+  wabt skopeo umoci docker-registry containernetworking-plugins
+)
+targets=(wasm32-wasip1 wasm32-wasip2)
+
+missing=()
+for p in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [[ $status == "install ok installed" ]] || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  if ((EUID != 0)); then
+    echo "install-deps: need root to install: ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v rustup >/dev/null 2>&1; then
+  echo "install-deps: rustup not found; install Rust (https://rustup.rs) and re-run" >&2
+  exit 1
+fi
+installed=$(rustup target list --installed)
+for t in "${targets[@]}"; do
+  if ! grep -qx "$t" <<<"$installed"; then
+    echo "install-deps: adding rust target $t"
+    rustup target add "$t" >/dev/null
+  fi
+done

@@ -1,0 +1,244 @@
+//! The compile-once cache of `.cwasm` files.
+//!
+//! Key: `sha256(engine compatibility digest ‖ wasm bytes)` in hex, so the same program under
+//! the same wasmtime build and settings maps to one file, and any change to either (a
+//! wasmtime upgrade, a new memory layout) simply misses. File: `<cache_dir>/<key>.cwasm`.
+//!
+//! Hits are mapped with `deserialize_file` (mmap of a file in the page cache): every container
+//! running the same program shares one copy of its machine code and of its initial data.
+//!
+//! Writes go to a unique temporary file in the same directory, are fsynced and renamed over
+//! the final name. Concurrent shims compiling the same program therefore race harmlessly
+//! (both write identical bytes, the last rename wins) and nobody ever maps a half-written file.
+//! A file is never modified in place, which also keeps existing mappings valid (truncating a
+//! mapped file would SIGBUS the guests using it).
+
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::hash::Hasher;
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sha2::{Digest, Sha256};
+
+use super::error::{reason, EngineError};
+
+/// Distinguishes temporary files of concurrent loads within one process (the pid distinguishes
+/// processes).
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// The cache directory plus the digest of everything about the engine that compiled code
+/// depends on.
+#[derive(Debug)]
+pub(crate) struct CompileCache {
+    dir: PathBuf,
+    engine_digest: [u8; 32],
+}
+
+/// Result of [`CompileCache::load_or_compile`].
+pub(crate) struct Cached<T> {
+    /// The deserialized module or component.
+    pub value: T,
+    /// The `.cwasm` file it is mapped from.
+    pub file: PathBuf,
+    /// `true` if the file existed and was usable: nothing was compiled.
+    pub hit: bool,
+}
+
+impl CompileCache {
+    /// Opens (creating if needed) the cache directory for `engine`.
+    pub(crate) fn open(dir: &Path, engine: &wasmtime::Engine) -> Result<Self, EngineError> {
+        DirBuilder::new()
+            .recursive(true)
+            // The engine maps these files as code: nobody else may write here.
+            .mode(0o700)
+            .create(dir)
+            .map_err(|source| EngineError::CacheDir {
+                path: dir.to_owned(),
+                source,
+            })?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            engine_digest: engine_digest(engine),
+        })
+    }
+
+    /// The file that holds (or will hold) the compiled form of `wasm`.
+    pub(crate) fn file_for(&self, wasm: &[u8]) -> PathBuf {
+        let mut hasher = Sha256::new();
+        hasher.update(self.engine_digest);
+        hasher.update(wasm);
+        self.dir.join(format!("{}.cwasm", hex(&hasher.finalize())))
+    }
+
+    /// Maps the cached compiled form of `wasm`, compiling and storing it first on a miss.
+    ///
+    /// `compile` must return the serialized artifact (`Engine::precompile_*`); `deserialize`
+    /// maps a file produced by it. A cache file that exists but cannot be deserialized
+    /// (truncated, corrupt, foreign) is logged, recompiled and atomically replaced.
+    ///
+    /// # Errors
+    ///
+    /// Whatever `compile` returns; [`EngineError::CacheWrite`] if the artifact cannot be
+    /// stored; [`EngineError::CacheLoad`] if the freshly stored file cannot be mapped.
+    pub(crate) fn load_or_compile<T>(
+        &self,
+        wasm: &[u8],
+        compile: impl FnOnce() -> Result<Vec<u8>, EngineError>,
+        deserialize: impl Fn(&Path) -> wasmtime::Result<T>,
+    ) -> Result<Cached<T>, EngineError> {
+        let file = self.file_for(wasm);
+        // `exists` then open is racy, but losing the race only means a spurious miss below.
+        if file.exists() {
+            match deserialize(&file) {
+                Ok(value) => {
+                    log::debug!("compile cache hit: {}", file.display());
+                    return Ok(Cached {
+                        value,
+                        file,
+                        hit: true,
+                    });
+                }
+                Err(err) => log::warn!(
+                    "discarding unusable compile cache file {}: {}; recompiling",
+                    file.display(),
+                    reason(&err)
+                ),
+            }
+        }
+
+        let artifact = compile()?;
+        write_atomically(&file, &artifact)?;
+        log::debug!("compile cache store: {}", file.display());
+        // Map the file rather than the in-memory artifact: the page cache copy is shared with
+        // every other container running this program, the Vec would be private to this one.
+        let value = deserialize(&file).map_err(|err| EngineError::CacheLoad {
+            path: file.clone(),
+            reason: reason(&err),
+        })?;
+        Ok(Cached {
+            value,
+            file,
+            hit: false,
+        })
+    }
+}
+
+/// sha256 of the engine's `precompile_compatibility_hash` stream: wasmtime version, compiler,
+/// target flags, tunables and enabled features.
+fn engine_digest(engine: &wasmtime::Engine) -> [u8; 32] {
+    let mut hasher = Sha256Hasher(Sha256::new());
+    std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut hasher);
+    hasher.0.finalize().into()
+}
+
+/// Feeds everything `Hash` writes into sha256, so the digest is stable across processes
+/// (unlike `DefaultHasher`, whose keys are random per process).
+struct Sha256Hasher(Sha256);
+
+impl Hasher for Sha256Hasher {
+    fn finish(&self) -> u64 {
+        // Never used: the digest is taken from the inner sha256 state.
+        0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            // Writing into a String cannot fail.
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// Writes `bytes` to `dest` so that readers see either the old file or the complete new one.
+fn write_atomically(dest: &Path, bytes: &[u8]) -> Result<(), EngineError> {
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(
+        ".{name}.{}.{}.tmp",
+        std::process::id(),
+        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let write_err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| EngineError::CacheWrite { path, source }
+    };
+
+    let result = write_and_sync(&tmp, bytes)
+        .map_err(write_err(&tmp))
+        .and_then(|()| fs::rename(&tmp, dest).map_err(write_err(dest)));
+    if result.is_err() {
+        // Leave no garbage behind; the original error is what matters.
+        let _ = fs::remove_file(&tmp);
+        return result;
+    }
+    // Persist the rename itself. Failing here loses nothing but durability across a power
+    // cut, after which the file is simply missing and gets recompiled.
+    if let Err(err) = File::open(dir).and_then(|d| d.sync_all()) {
+        log::debug!(
+            "cannot fsync compile cache directory {}: {err}",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+fn write_and_sync(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_is_lowercase_and_padded() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xab]), "000fab");
+    }
+
+    #[test]
+    fn key_depends_on_bytes_and_is_stable() -> Result<(), EngineError> {
+        let dir = tempfile::tempdir().map_err(|source| EngineError::CacheDir {
+            path: PathBuf::new(),
+            source,
+        })?;
+        let engine = wasmtime::Engine::default();
+        let a = CompileCache::open(dir.path(), &engine)?;
+        let b = CompileCache::open(dir.path(), &engine)?;
+        assert_eq!(a.file_for(b"one"), b.file_for(b"one"));
+        assert_ne!(a.file_for(b"one"), a.file_for(b"two"));
+        let name = a.file_for(b"one");
+        let name = name.file_name().map(|n| n.to_string_lossy().into_owned());
+        assert!(name.is_some_and(|n| n.len() == 64 + ".cwasm".len() && n.ends_with(".cwasm")));
+        Ok(())
+    }
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temp_files() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let dest = dir.path().join("x.cwasm");
+        write_atomically(&dest, b"first")?;
+        write_atomically(&dest, b"second")?;
+        assert_eq!(fs::read(&dest)?, b"second");
+        assert_eq!(fs::read_dir(dir.path())?.count(), 1);
+        Ok(())
+    }
+}

@@ -1,0 +1,121 @@
+//! Engine configuration: the few knobs wasmpod exposes and the wasmtime [`Config`] built from
+//! them.
+//!
+//! Everything chosen here that affects generated code also changes the engine's
+//! `precompile_compatibility_hash`, which is part of every compile cache key, so changing a
+//! setting can never make the shim load code compiled under another setting.
+//!
+//! # Memory layout choice
+//!
+//! Each 32-bit linear memory gets a 4 GiB *reservation* plus a 32 MiB guard after it (and the
+//! same guard before it). This looks large but it is only address space: wasmtime maps it
+//! `PROT_NONE`, so it costs no RSS, is not charged to the container's memory cgroup and is not
+//! counted against the commit limit; an idle guest costs exactly the pages it has touched.
+//! What it buys matters for density as well as speed:
+//! - loads and stores need no bounds checks (the guard pages trap instead);
+//! - a memory never *moves* when it grows. With a smaller reservation, growing past it makes
+//!   wasmtime allocate a new region and copy the whole memory, which turns every untouched
+//!   (zero) page into a private dirty page and breaks the copy-on-write sharing of data
+//!   segments with the mmapped `.cwasm` file; i.e. it would make idle guests *more* expensive.
+//!
+//! The one place where address space is a real limit is an `RLIMIT_AS` on the container
+//! process; hosts that set one below ~4.1 GiB can lower [`EngineConfig::memory_reservation`]
+//! (bounds checks and moving growth come back). `memory_reservation_for_growth` only applies
+//! to memories that do move (64-bit memories, or an initial size above the reservation); it is
+//! cut from wasmtime's 2 GiB to 64 MiB so those rare cases do not reserve GBs per growth step.
+//!
+//! Nothing is allocated per instance up front: the default on-demand allocator is used (the
+//! pooling allocator would pre-reserve slots for many instances; each container runs exactly
+//! one), tables are initialised lazily and data segments are mapped copy-on-write from the
+//! compiled file (see [`EngineConfig::share_initial_memory`] for what that requires).
+
+use std::path::PathBuf;
+
+use wasmtime::{Config, OptLevel, WasmBacktraceDetails};
+
+/// Default directory of the compile cache. `/var/cache` because its content is derived data:
+/// deleting it is always safe (running guests keep their unlinked files mapped) and only
+/// costs a recompilation on the next start.
+pub const DEFAULT_CACHE_DIR: &str = "/var/cache/wasmpod/cwasm";
+
+/// Size of the address-space reservation of each linear memory (see the module docs).
+pub const DEFAULT_MEMORY_RESERVATION: u64 = 4 << 30;
+
+/// Size of the guard region after (and before) each linear memory (see the module docs).
+pub const DEFAULT_MEMORY_GUARD_SIZE: u64 = 32 << 20;
+
+/// Extra room reserved when a memory has to move anyway (see the module docs).
+const MEMORY_RESERVATION_FOR_GROWTH: u64 = 64 << 20;
+
+/// How the shim configures its one wasmtime engine.
+///
+/// [`EngineConfig::default`] is what production uses: cache in [`DEFAULT_CACHE_DIR`], memory
+/// layout as described in the [module docs](self), parallel compilation on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Directory of compiled `.cwasm` files, created (mode 0700) if missing. It must be
+    /// writable only by the shim: the engine maps these files as executable code.
+    pub cache_dir: PathBuf,
+    /// Address space reserved per linear memory, in bytes.
+    pub memory_reservation: u64,
+    /// Guard region after (and before) each linear memory, in bytes.
+    pub memory_guard_size: u64,
+    /// Map each guest's initial linear memory copy-on-write from the `.cwasm` file, so pages
+    /// the guest never writes stay shared (page cache) across all containers running the same
+    /// program. Requires the container process to keep [`super::Program::retained_fds`] open.
+    /// `false` copies data segments into private memory at instantiation instead.
+    pub share_initial_memory: bool,
+    /// Compile functions on all cores. Compilation only ever happens in the long-lived shim
+    /// process, never in a forked container process.
+    pub parallel_compilation: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            cache_dir: PathBuf::from(DEFAULT_CACHE_DIR),
+            memory_reservation: DEFAULT_MEMORY_RESERVATION,
+            memory_guard_size: DEFAULT_MEMORY_GUARD_SIZE,
+            share_initial_memory: true,
+            parallel_compilation: true,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// The default configuration with another cache directory (tests, non-root setups).
+    pub fn with_cache_dir(cache_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            cache_dir: cache_dir.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Translates this configuration into wasmtime's.
+    pub(crate) fn wasmtime_config(&self) -> Config {
+        let mut config = Config::new();
+        config
+            .cranelift_opt_level(OptLevel::Speed)
+            .parallel_compilation(self.parallel_compilation)
+            // wasmpod keeps its own cache keyed by content; wasmtime's cache would read whole
+            // artifacts into memory instead of mapping them.
+            .cache(None)
+            // No preemption or metering yet: a guest is bounded by its cgroup and by being
+            // killed, like any container process.
+            .consume_fuel(false)
+            .epoch_interruption(false)
+            .signals_based_traps(true)
+            .memory_reservation(self.memory_reservation)
+            .memory_guard_size(self.memory_guard_size)
+            .guard_before_linear_memory(true)
+            .memory_reservation_for_growth(MEMORY_RESERVATION_FOR_GROWTH)
+            .memory_init_cow(self.share_initial_memory)
+            .table_lazy_init(true)
+            // Wasm backtraces stay on (the default). Function names from the name section are
+            // enough for the trap log; DWARF
+            // details would make every load parse debug info, and would otherwise depend on
+            // the WASMTIME_BACKTRACE_DETAILS variable of whoever started the shim.
+            .wasm_backtrace_details(WasmBacktraceDetails::Disable);
+        config
+    }
+}

@@ -1,0 +1,244 @@
+//! The WebAssembly engine: wasmtime configuration, the compile cache, WASI preview 1 / 2
+//! contexts built from a [`WasiPlan`], and exit codes. It knows nothing of containerd, OCI or
+//! Linux containers.
+//!
+//! # Two phases, two processes
+//!
+//! 1. **Load**, in the long-lived shim process: [`WasmEngine::new`] once, then
+//!    [`WasmEngine::load`] per container. Loading compiles (or maps from the cache), checks
+//!    imports and pre-links, and never starts a WASI or tokio runtime, so the process can fork
+//!    safely afterwards.
+//! 2. **Run**, in the forked container init process (after namespaces and pivot_root):
+//!    [`WasmEngine::run`] builds the WASI context from the plan and runs the guest, blocking,
+//!    on the calling thread. It compiles nothing and needs no access to the cache directory
+//!    (the code is already mapped), but it does need the descriptors listed by
+//!    [`Program::retained_fds`] to still be open.
+//!
+//! # Files
+//! - [`config`]: [`EngineConfig`] and the wasmtime settings (memory layout rationale).
+//! - [`cache`]: content-addressed `.cwasm` cache with atomic writes.
+//! - [`fds`]: the descriptors a program needs after the fork ([`Program::retained_fds`]).
+//! - [`program`]: [`Program`], import checks, entrypoint checks.
+//! - [`wasi`]: [`GuestIo`] and the WASI context (cwd handling is documented there).
+//! - [`limits`]: the memory limiter.
+//! - [`run`]: instantiating and calling the entrypoint.
+//! - [`exit`]: [`GuestExit`] and [`TRAP_EXIT_CODE`].
+//! - [`error`]: [`EngineError`].
+
+mod cache;
+mod config;
+mod error;
+mod exit;
+mod fds;
+mod limits;
+mod program;
+mod run;
+mod wasi;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+
+use wasmtime::component::{Component, Linker as ComponentLinker};
+use wasmtime::{Engine, Linker};
+
+pub use self::config::{
+    EngineConfig, DEFAULT_CACHE_DIR, DEFAULT_MEMORY_GUARD_SIZE, DEFAULT_MEMORY_RESERVATION,
+};
+pub use self::error::{EngineError, ProgramKind};
+pub use self::exit::{GuestExit, TRAP_EXIT_CODE};
+pub use self::program::Program;
+pub use self::wasi::GuestIo;
+/// In-memory stdout/stderr for [`GuestIo::Captured`].
+pub use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+
+use self::cache::CompileCache;
+use self::error::reason;
+use self::program::{check_component_imports, check_module_imports, link_error, Linked};
+use self::wasi::{P1State, P2State};
+use crate::plan::WasiPlan;
+
+/// The wasmtime version the shim is built with (reported by `--version`). Kept in sync with
+/// `Cargo.lock` by a test, since wasmtime exposes no such constant.
+pub const WASMTIME_VERSION: &str = "48.0.8";
+
+/// One wasmtime engine with its compile cache and WASI linkers; shared by all containers of a
+/// shim.
+pub struct WasmEngine {
+    engine: Engine,
+    cache: CompileCache,
+    p1_linker: Linker<P1State>,
+    p2_linker: ComponentLinker<P2State>,
+    share_initial_memory: bool,
+}
+
+impl std::fmt::Debug for WasmEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WasmEngine")
+            .field("cache", &self.cache)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WasmEngine {
+    /// Creates the engine and opens (creating if needed) its cache directory.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::Config`] if wasmtime rejects the configuration or the WASI linkers
+    /// cannot be built; [`EngineError::CacheDir`] if the cache directory cannot be created.
+    pub fn new(config: EngineConfig) -> Result<Self, EngineError> {
+        let config_err = |err: wasmtime::Error| EngineError::Config {
+            reason: reason(&err),
+        };
+        let engine = Engine::new(&config.wasmtime_config()).map_err(config_err)?;
+        let share_initial_memory = config.share_initial_memory;
+        let cache = CompileCache::open(&config.cache_dir, &engine)?;
+
+        // Linkers only hold host function definitions: building them starts no runtime.
+        let mut p1_linker = Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_sync(&mut p1_linker, |s: &mut P1State| &mut s.wasi)
+            .map_err(config_err)?;
+        // Pre-snapshot modules import `wasi_unstable`; same context, older ABI.
+        wasmtime_wasi::p0::add_to_linker_sync(&mut p1_linker, |s: &mut P1State| &mut s.wasi)
+            .map_err(config_err)?;
+        let mut p2_linker = ComponentLinker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut p2_linker).map_err(config_err)?;
+
+        Ok(Self {
+            engine,
+            cache,
+            p1_linker,
+            p2_linker,
+            share_initial_memory,
+        })
+    }
+
+    /// Loads a program: detects module vs component, compiles it once (or maps the cached
+    /// code), checks that it imports only WASI and pre-links it.
+    ///
+    /// `path` is only used in messages; `bytes` is the program's content.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::NotWasm`], [`EngineError::Invalid`] (validation or compilation failed),
+    /// [`EngineError::UnsatisfiedImport`] / [`EngineError::UnsatisfiedComponentImport`] (a
+    /// non-WASI import), [`EngineError::Link`] (a WASI import wasmtime-wasi does not define),
+    /// [`EngineError::CacheWrite`] / [`EngineError::CacheLoad`].
+    pub fn load(&self, path: &Path, bytes: &[u8]) -> Result<Program, EngineError> {
+        let invalid = |kind| {
+            move |err: wasmtime::Error| EngineError::Invalid {
+                path: path.to_owned(),
+                kind,
+                reason: reason(&err),
+            }
+        };
+        // Checked on the header before anything else; this also guarantees that the bytes
+        // handed to the cache are never a precompiled artifact (those are ELF files).
+        if wasmparser::Parser::is_core_wasm(bytes) {
+            let cached = self.cache.load_or_compile(
+                bytes,
+                || {
+                    self.engine
+                        .precompile_module(bytes)
+                        .map_err(invalid(ProgramKind::Module))
+                },
+                // SAFETY: the file is in the shim's private (0700) cache directory and was
+                // written only by `CompileCache` from `Engine::precompile_module` with an
+                // engine of the same compatibility hash (it is part of the file name); files
+                // are replaced by rename, never modified in place while mapped. wasmtime
+                // additionally checks the artifact's header and engine compatibility.
+                |file| unsafe { fds::deserialize_module(&self.engine, file) },
+            )?;
+            let (module, retained) = cached.value;
+            check_module_imports(path, &module)?;
+            let pre = self
+                .p1_linker
+                .instantiate_pre(&module)
+                .map_err(|err| link_error(path, &err))?;
+            let retained = self.retained(retained);
+            Ok(Program::new(
+                path,
+                cached.file,
+                cached.hit,
+                retained,
+                Linked::Module(pre),
+            ))
+        } else if wasmparser::Parser::is_component(bytes) {
+            let cached = self.cache.load_or_compile(
+                bytes,
+                || {
+                    self.engine
+                        .precompile_component(bytes)
+                        .map_err(invalid(ProgramKind::Component))
+                },
+                // SAFETY (both branches): as for modules above, with
+                // `Engine::precompile_component`.
+                |file| {
+                    if self.share_initial_memory {
+                        unsafe { fds::deserialize_component(&self.engine, file) }
+                    } else {
+                        // No descriptor is needed after the fork: skip the fd bookkeeping.
+                        unsafe { Component::deserialize_file(&self.engine, file) }
+                            .map(|c| (c, Vec::new()))
+                    }
+                },
+            )?;
+            let (component, retained) = cached.value;
+            check_component_imports(path, &component)?;
+            let pre = self
+                .p2_linker
+                .instantiate_pre(&component)
+                .map_err(|err| link_error(path, &err))?;
+            let retained = self.retained(retained);
+            Ok(Program::new(
+                path,
+                cached.file,
+                cached.hit,
+                retained,
+                Linked::Component(pre),
+            ))
+        } else {
+            Err(EngineError::NotWasm {
+                path: path.to_owned(),
+            })
+        }
+    }
+
+    /// Without copy-on-write memory images nothing maps from the descriptors after load.
+    fn retained(&self, fds: Vec<fds::RetainedFd>) -> Vec<fds::RetainedFd> {
+        if self.share_initial_memory {
+            fds
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Runs `program` with exactly what `plan` grants and returns how the guest ended.
+    ///
+    /// Blocks the calling thread until the guest returns, exits or traps. The entrypoint is
+    /// `plan.entrypoint.export` if set (a function taking no parameters and returning nothing
+    /// or an `i32` exit status; a reactor's `_initialize` is called first), otherwise `_start`
+    /// for a module and `wasi:cli/run` for a component. The guest's own exit and traps are
+    /// [`GuestExit`] values, not errors.
+    ///
+    /// Must be called on a thread outside any tokio runtime (in production: the container
+    /// init process, which never returns to the shim).
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::InsideAsyncRuntime`]; entrypoint errors as for
+    /// [`Program::check_entry`]; [`EngineError::CodeFileClosed`] if a descriptor of
+    /// [`Program::retained_fds`] was closed; [`EngineError::Preopen`] if a planned directory cannot be
+    /// opened; [`EngineError::Instantiate`] if instantiation fails for a reason other than the
+    /// guest trapping (e.g. its initial memory exceeds `plan.limits.max_memory_bytes`).
+    pub fn run(
+        &self,
+        program: &Program,
+        plan: &WasiPlan,
+        io: GuestIo,
+    ) -> Result<GuestExit, EngineError> {
+        run::run(program, plan, io)
+    }
+}

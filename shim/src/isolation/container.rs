@@ -1,0 +1,314 @@
+//! One Linux container built by libcontainer, and its control: start, signals, freezer,
+//! limits, delete.
+
+use std::os::fd::{OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::container::Container;
+use libcontainer::syscall::syscall::SyscallType;
+use log::{debug, warn};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxResources, Spec};
+
+use super::bundle::{self, PreparedBundle};
+use super::cgroup::{Cgroup, CgroupStats};
+use super::executor::WorkloadExecutor;
+use super::{chain, IsolationError, Workload};
+
+/// What it takes to build a container.
+pub struct ContainerConfig {
+    /// Container id.
+    pub id: String,
+    /// containerd's bundle directory.
+    pub bundle: PathBuf,
+    /// The bundle's spec, as loaded.
+    pub spec: Spec,
+    /// What runs inside.
+    pub workload: Workload,
+    /// stdin, stdout, stderr of the init process (`None`: /dev/null).
+    pub stdio: [Option<OwnedFd>; 3],
+    /// The shim log's fd, which the init process keeps.
+    pub log_fd: Option<RawFd>,
+}
+
+/// A container in the Created state or later.
+pub struct LinuxContainer {
+    id: String,
+    bundle: PathBuf,
+    pid: i32,
+    cgroup: Cgroup,
+    inner: Mutex<Container>,
+}
+
+impl LinuxContainer {
+    /// Builds the container: the init process exists, isolated, waiting for [`Self::start`].
+    ///
+    /// # Errors
+    /// Bad bundle or libcontainer failure; the partial container is deleted.
+    pub fn create(config: ContainerConfig) -> Result<Self, IsolationError> {
+        let ContainerConfig {
+            id,
+            bundle,
+            spec,
+            workload,
+            stdio,
+            log_fd,
+        } = config;
+        let prepared = bundle::prepare(&bundle, &id, spec)?;
+        let executor = WorkloadExecutor { workload, log_fd };
+        let build_id = id.clone();
+        let build_prepared = prepared.clone();
+        // The fork must come from a thread that is not part of the shim's tokio runtime.
+        let built = std::thread::Builder::new()
+            .name("wasmpod-fork".into())
+            .spawn(move || build(&build_id, &build_prepared, executor, stdio))
+            .map_err(|e| IsolationError::Container {
+                id: id.clone(),
+                action: "create",
+                reason: e.to_string(),
+            })?
+            .join()
+            .map_err(|_| IsolationError::Container {
+                id: id.clone(),
+                action: "create",
+                reason: "the container builder thread panicked".into(),
+            })?;
+        // Building a container makes the caller non-dumpable; the shim must stay inspectable.
+        // SAFETY: prctl with plain integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
+        let container = match built {
+            Ok(c) => c,
+            Err(e) => {
+                cleanup_failed(&id, &bundle, &prepared);
+                return Err(e);
+            }
+        };
+        let Some(pid) = container.pid() else {
+            cleanup_failed(&id, &bundle, &prepared);
+            return Err(IsolationError::Container {
+                id,
+                action: "create",
+                reason: "libcontainer reported no init pid".into(),
+            });
+        };
+        if let Some(adj) = prepared.oom_score_adj {
+            let file = format!("/proc/{pid}/oom_score_adj");
+            if let Err(e) = std::fs::write(&file, adj.to_string()) {
+                warn!("{id}: setting oom_score_adj {adj} failed: {e}");
+            }
+        }
+        debug!(
+            "{id}: container built, init pid {pid}, cgroup {}",
+            prepared.cgroup_path.display()
+        );
+        Ok(Self {
+            cgroup: Cgroup::new(prepared.cgroup_path.clone(), &id),
+            id,
+            bundle,
+            pid: pid.as_raw(),
+            inner: Mutex::new(container),
+        })
+    }
+
+    fn inner(&self) -> MutexGuard<'_, Container> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn error(&self, action: &'static str, e: &dyn std::error::Error) -> IsolationError {
+        IsolationError::Container {
+            id: self.id.clone(),
+            action,
+            reason: chain(e),
+        }
+    }
+
+    /// Init pid in the shim's pid namespace.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// The container's cgroup path.
+    pub fn cgroup_path(&self) -> &Path {
+        self.cgroup.path()
+    }
+
+    /// Tells the init process to run its workload.
+    ///
+    /// # Errors
+    /// libcontainer could not signal it.
+    pub fn start(&self) -> Result<(), IsolationError> {
+        self.inner().start().map_err(|e| self.error("start", &e))
+    }
+
+    /// Sends `signal` to init, or to every process in the cgroup with `all`.
+    ///
+    /// # Errors
+    /// Unknown signal, or delivery failed for init.
+    pub fn kill(&self, signal: u32, all: bool) -> Result<(), IsolationError> {
+        let sig = Signal::try_from(signal as i32).map_err(|e| IsolationError::Signal {
+            signal,
+            pid: self.pid,
+            reason: e.to_string(),
+        })?;
+        if all {
+            for pid in self.cgroup.pids().unwrap_or_default() {
+                let _ = kill(Pid::from_raw(pid), sig);
+            }
+        }
+        match kill(Pid::from_raw(self.pid), sig) {
+            Ok(()) => Ok(()),
+            // Already gone (all processes were just signalled, or it exited): nothing to do.
+            Err(nix::errno::Errno::ESRCH) if all => Ok(()),
+            Err(e) => Err(IsolationError::Signal {
+                signal,
+                pid: self.pid,
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// Freezes or thaws the container.
+    ///
+    /// # Errors
+    /// The freezer could not be written.
+    pub fn freeze(&self, frozen: bool) -> Result<(), IsolationError> {
+        self.cgroup.freeze(frozen)
+    }
+
+    /// Processes in the container.
+    ///
+    /// # Errors
+    /// The cgroup could not be read.
+    pub fn pids(&self) -> Result<Vec<i32>, IsolationError> {
+        self.cgroup.pids()
+    }
+
+    /// Resource usage.
+    ///
+    /// # Errors
+    /// The cgroup could not be read.
+    pub fn stats(&self) -> Result<CgroupStats, IsolationError> {
+        self.cgroup.stats()
+    }
+
+    /// New resource limits.
+    ///
+    /// # Errors
+    /// The kernel refused them.
+    pub fn update(&self, resources: &LinuxResources) -> Result<(), IsolationError> {
+        self.cgroup.update(resources)
+    }
+
+    /// Why a process with status `code` ended, when the cgroup knows (OOM kill).
+    pub fn exit_reason(&self, code: u32) -> Option<String> {
+        if code == 137 && self.cgroup.oom_killed() {
+            let limit = self
+                .cgroup
+                .memory_limit()
+                .map(|l| format!(" of {} MiB", l / (1024 * 1024)))
+                .unwrap_or_default();
+            return Some(format!(
+                "killed by the kernel OOM killer: memory limit{limit} reached"
+            ));
+        }
+        None
+    }
+
+    /// Kills what is left, removes the cgroup and libcontainer's state.
+    ///
+    /// # Errors
+    /// libcontainer could not delete the container.
+    pub fn delete(&self) -> Result<(), IsolationError> {
+        let result = self
+            .inner()
+            .delete(true)
+            .map_err(|e| self.error("delete", &e));
+        bundle::remove(&self.bundle);
+        result
+    }
+}
+
+fn build(
+    id: &str,
+    prepared: &PreparedBundle,
+    executor: WorkloadExecutor,
+    stdio: [Option<OwnedFd>; 3],
+) -> Result<Container, IsolationError> {
+    let err = |e: &dyn std::error::Error| IsolationError::Container {
+        id: id.to_string(),
+        action: "create",
+        reason: chain(e),
+    };
+    let [stdin, stdout, stderr] = stdio;
+    let devnull = || {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+    };
+    let or_null = |fd: Option<OwnedFd>| -> Result<OwnedFd, IsolationError> {
+        match fd {
+            Some(fd) => Ok(fd),
+            None => devnull().map(OwnedFd::from).map_err(|e| err(&e)),
+        }
+    };
+    ContainerBuilder::new(id.to_string(), SyscallType::Linux)
+        .with_root_path(&prepared.state_root)
+        .map_err(|e| err(&e))?
+        .with_executor(executor)
+        .with_stdin(or_null(stdin)?)
+        .with_stdout(or_null(stdout)?)
+        .with_stderr(or_null(stderr)?)
+        .validate_id()
+        .map_err(|e| err(&e))?
+        .as_init(&prepared.dir)
+        .with_systemd(false)
+        .with_detach(true)
+        .build()
+        .map_err(|e| err(&e))
+}
+
+/// Undo a failed build: libcontainer may have left a state dir, a cgroup or a process.
+fn cleanup_failed(id: &str, bundle: &Path, prepared: &PreparedBundle) {
+    let state = prepared.state_root.join(id);
+    if state.exists() {
+        match Container::load(state) {
+            Ok(mut c) => {
+                if let Err(e) = c.delete(true) {
+                    warn!("{id}: cleaning up a failed create: {}", chain(&e));
+                }
+            }
+            Err(e) => warn!("{id}: loading a failed container: {}", chain(&e)),
+        }
+    }
+    let cgroup = Cgroup::new(prepared.cgroup_path.clone(), id);
+    if let Ok(pids) = cgroup.pids() {
+        for pid in pids {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+    bundle::remove(bundle);
+}
+
+/// Removes what a dead shim left of container `id` in `bundle`: its processes, cgroup,
+/// libcontainer state and rootfs mount (best effort; used by the `delete` action).
+pub fn remove_leftovers(bundle: &Path, id: &str) {
+    let state = bundle.join(bundle::PRIVATE_DIR).join("state").join(id);
+    if state.exists() {
+        match Container::load(state) {
+            Ok(mut c) => {
+                if let Err(e) = c.delete(true) {
+                    warn!("{id}: deleting the leftover container: {}", chain(&e));
+                }
+            }
+            Err(e) => warn!("{id}: loading the leftover container: {}", chain(&e)),
+        }
+    }
+    super::rootfs::unmount(&bundle.join("rootfs"));
+    bundle::remove(bundle);
+}

@@ -1,0 +1,108 @@
+//! Linux isolation: every container is a real Linux container built from its OCI spec by youki's
+//! `libcontainer` (namespaces, cgroups, rootfs + mounts + pivot_root, capabilities,
+//! no_new_privileges, seccomp, rlimits, user/group), and its workload runs inside it.
+//!
+//! This module knows Linux and nothing of wasm: the workload is anything implementing
+//! [`Workload`]. It owns the fork (done from a thread with no tokio context, because a child
+//! forked from a runtime thread inherits a runtime whose workers do not exist), the file
+//! descriptors the child keeps, the signals PID 1 must honour, and the cgroup operations.
+
+mod bundle;
+mod cgroup;
+mod cgroup_path;
+mod container;
+mod executor;
+pub mod rootfs;
+
+pub use bundle::load_spec;
+pub use cgroup::{CgroupStats, Layout};
+pub use cgroup_path::cgroupfs_path;
+pub use container::{remove_leftovers, ContainerConfig, LinuxContainer};
+pub use executor::{Guest, Workload};
+
+use std::path::PathBuf;
+
+/// Errors of the isolation layer.
+#[derive(Debug, thiserror::Error)]
+pub enum IsolationError {
+    /// `process.args[0]` does not name a file inside the rootfs.
+    #[error("entrypoint {} not found in the container rootfs: {reason}", path.display())]
+    EntrypointNotFound {
+        /// The path as the container sees it.
+        path: PathBuf,
+        /// The OS error.
+        reason: String,
+    },
+    /// The entrypoint is neither wasm nor something Linux can execute.
+    #[error(
+        "entrypoint {} is neither a WebAssembly module/component nor an ELF executable or #! script (starts with {head})",
+        path.display()
+    )]
+    NotRunnable {
+        /// The path as the container sees it.
+        path: PathBuf,
+        /// Its first bytes, escaped.
+        head: String,
+    },
+    /// The bundle's config.json could not be read or rewritten.
+    #[error("bundle {}: {reason}", path.display())]
+    Bundle {
+        /// Bundle or file path.
+        path: PathBuf,
+        /// What failed.
+        reason: String,
+    },
+    /// Mounting or unmounting the rootfs failed.
+    #[error("rootfs {}: {reason}", path.display())]
+    Rootfs {
+        /// Mount target.
+        path: PathBuf,
+        /// What failed.
+        reason: String,
+    },
+    /// libcontainer refused to build or control the container.
+    #[error("container {id}: {action} failed: {reason}")]
+    Container {
+        /// Container id.
+        id: String,
+        /// create, start, delete...
+        action: &'static str,
+        /// libcontainer's error chain.
+        reason: String,
+    },
+    /// A cgroup operation failed.
+    #[error("cgroup {}: {action} failed: {reason}", path.display())]
+    Cgroup {
+        /// The container's cgroup path.
+        path: PathBuf,
+        /// freeze, stats, update...
+        action: &'static str,
+        /// What failed.
+        reason: String,
+    },
+    /// A signal could not be delivered.
+    #[error("signal {signal} to pid {pid}: {reason}")]
+    Signal {
+        /// Signal number.
+        signal: u32,
+        /// Target pid.
+        pid: i32,
+        /// OS error.
+        reason: String,
+    },
+}
+
+/// Renders an error and every source in one line, the way users need to read it in `ctr`.
+pub(crate) fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        let next = e.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = e.source();
+    }
+    text
+}

@@ -1,0 +1,157 @@
+//! The container's root filesystem as the shim sees it from outside: stacking containerd's
+//! rootfs mounts on `bundle/rootfs`, undoing them, and reading files inside it safely.
+//!
+//! Reads use `openat2(RESOLVE_IN_ROOT)`, so an image's absolute or `..` symlinks resolve inside
+//! the rootfs the way they will inside the container, never onto the node's own files.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use log::warn;
+use nix::mount::{umount2, MntFlags};
+
+use super::IsolationError;
+
+/// What the first bytes of an entrypoint say it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgramKind {
+    /// `\0asm`: a core module or a component.
+    Wasm,
+    /// An ELF binary or a `#!` script: run as an ordinary Linux process.
+    Native,
+}
+
+/// Classifies a file by its magic bytes.
+pub fn classify(head: &[u8]) -> Option<ProgramKind> {
+    if head.starts_with(b"\0asm") {
+        Some(ProgramKind::Wasm)
+    } else if head.starts_with(b"\x7fELF") || head.starts_with(b"#!") {
+        Some(ProgramKind::Native)
+    } else {
+        None
+    }
+}
+
+/// Mounts containerd's rootfs mounts (usually one overlay) on `target`.
+///
+/// # Errors
+/// A mount failed; the ones already done are undone.
+pub fn mount_all(
+    mounts: &[(String, String, Vec<String>)],
+    target: &Path,
+) -> Result<(), IsolationError> {
+    for (i, (kind, source, options)) in mounts.iter().enumerate() {
+        let kind = Some(kind.as_str()).filter(|s| !s.is_empty());
+        let source = Some(source.as_str()).filter(|s| !s.is_empty());
+        if let Err(e) = containerd_shim::mount::mount_rootfs(kind, source, options, target) {
+            if i > 0 {
+                unmount(target);
+            }
+            return Err(IsolationError::Rootfs {
+                path: target.to_path_buf(),
+                reason: e.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Unmounts everything stacked on `target` (best effort; logs what stays).
+pub fn unmount(target: &Path) {
+    for _ in 0..8 {
+        match umount2(target, MntFlags::MNT_DETACH) {
+            Ok(()) => continue,
+            Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => return,
+            Err(e) => {
+                warn!("unmounting {} failed: {e}", target.display());
+                return;
+            }
+        }
+    }
+}
+
+/// Opens `path` (absolute, as the container sees it) inside `rootfs`.
+///
+/// # Errors
+/// The file does not exist or cannot be opened.
+pub fn open_in_root(rootfs: &Path, path: &Path) -> std::io::Result<File> {
+    let root = File::open(rootfs)?;
+    let relative = path.strip_prefix("/").unwrap_or(path);
+    let name = CString::new(relative.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: open_how is plain integers; all-zero is its documented default.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_RDONLY | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: openat2 reads `name` and `how` only for the call; both outlive it.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root.as_raw_fd(),
+            name.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this fd to us and nothing else owns it.
+    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd as i32) }))
+}
+
+/// True when `path` names a regular file inside `rootfs`.
+pub fn is_file_in_root(rootfs: &Path, path: &Path) -> bool {
+    open_in_root(rootfs, path)
+        .and_then(|f| f.metadata())
+        .map(|m| m.is_file())
+        .unwrap_or(false)
+}
+
+/// Reads a whole file inside `rootfs`.
+///
+/// # Errors
+/// [`IsolationError::EntrypointNotFound`] when it cannot be opened.
+pub fn read_in_root(rootfs: &Path, path: &Path) -> Result<Vec<u8>, IsolationError> {
+    let not_found = |e: std::io::Error| IsolationError::EntrypointNotFound {
+        path: PathBuf::from(path),
+        reason: e.to_string(),
+    };
+    let mut file = open_in_root(rootfs, path).map_err(not_found)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(not_found)?;
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn magic_bytes_decide_the_kind() {
+        assert_eq!(classify(b"\0asm\x01\0\0\0"), Some(ProgramKind::Wasm));
+        assert_eq!(classify(b"\x7fELF\x02"), Some(ProgramKind::Native));
+        assert_eq!(classify(b"#!/bin/sh\n"), Some(ProgramKind::Native));
+        assert_eq!(classify(b"hello"), None);
+        assert_eq!(classify(b""), None);
+    }
+
+    #[test]
+    fn symlinks_resolve_inside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("rootfs");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(root.join("etc/app"), b"inside").unwrap();
+        std::os::unix::fs::symlink("/etc/app", root.join("abs")).unwrap();
+        std::os::unix::fs::symlink("../../../../etc/app", root.join("dots")).unwrap();
+        assert_eq!(read_in_root(&root, Path::new("/abs")).unwrap(), b"inside");
+        assert_eq!(read_in_root(&root, Path::new("/dots")).unwrap(), b"inside");
+        assert!(is_file_in_root(&root, Path::new("/etc/app")));
+        assert!(!is_file_in_root(&root, Path::new("/etc")));
+        assert!(!is_file_in_root(&root, Path::new("/missing")));
+    }
+}

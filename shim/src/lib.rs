@@ -1,0 +1,28 @@
+//! wasmpod: a containerd shim v2 that runs WASI WebAssembly containers on wasmtime, side by side
+//! with Linux containers.
+//!
+//! # Layout
+//! - [`service`]: containerd-facing and thin: the `Shim` and `Task` ttrpc services, events.
+//! - [`task`]: container lifecycle without protocol types: state machine, registry, waiters.
+//! - [`instance`]: one container: where spec, engine, isolation and stdio meet.
+//! - [`spec`]: PURE mapping of an OCI runtime spec to a [`plan::WasiPlan`].
+//! - [`plan`]: the WASI plan, plain data shared by `spec` and `engine`.
+//! - [`engine`]: wasmtime only: engine config, compile cache, WASI p1/p2, exit codes.
+//! - [`isolation`]: Linux only: the container (namespaces, cgroups, rootfs) via libcontainer.
+//! - [`stdio`]: containerd's fifos; nothing else touches them.
+//! - [`error`]: the crate error and its single mapping to ttrpc codes.
+
+pub mod engine;
+pub mod error;
+pub mod instance;
+pub mod isolation;
+pub mod plan;
+pub mod service;
+pub mod spec;
+pub mod stdio;
+pub mod task;
+
+/// containerd's runtime type for wasmpod.
+pub const RUNTIME_TYPE: &str = "io.containerd.wasmpod.v1";
+/// wasmpod's version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

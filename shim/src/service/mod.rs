@@ -1,0 +1,127 @@
+//! containerd-facing and thin: the shim lifecycle (`start`, `delete`, serve), the Task service,
+//! events and metrics in containerd's protobuf shapes.
+//!
+//! Process model: one shim per pod (containers are grouped by the
+//! `io.kubernetes.cri.sandbox-id` annotation), one per container otherwise. The shim exits on
+//! Shutdown once its last task is deleted.
+
+mod events;
+mod logger;
+mod metrics;
+mod task;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use containerd_shim::asynchronous::monitor::monitor_subscribe;
+use containerd_shim::monitor::{Subject, Topic};
+use containerd_shim::publisher::RemotePublisher;
+use containerd_shim::{spawn, Config, DeleteResponse, ExitSignal, Flags, Shim, StartOpts};
+use log::{error, warn};
+
+pub use events::Publisher;
+pub use task::TaskService;
+
+use crate::instance::ContainerFactory;
+use crate::task::Tasks;
+
+/// Annotation the CRI sets on every container of a pod, naming the pod sandbox.
+pub const SANDBOX_ID_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
+
+/// The shim process.
+pub struct Service {
+    exit: Arc<ExitSignal>,
+    namespace: String,
+    id: String,
+    debug: bool,
+}
+
+/// The shim a container joins: its pod's, or its own.
+pub fn grouping(bundle: &Path, id: &str) -> String {
+    crate::isolation::load_spec(bundle)
+        .ok()
+        .and_then(|spec| {
+            spec.annotations()
+                .as_ref()?
+                .get(SANDBOX_ID_ANNOTATION)
+                .cloned()
+        })
+        .filter(|sandbox| !sandbox.is_empty())
+        .unwrap_or_else(|| id.to_string())
+}
+
+#[async_trait]
+impl Shim for Service {
+    type T = TaskService;
+
+    async fn new(_runtime_id: &str, args: &Flags, config: &mut Config) -> Self {
+        // wasmpod opens the log fifo itself: it must know the fd to keep it in containers.
+        config.no_setup_logger = true;
+        Service {
+            exit: Arc::new(ExitSignal::default()),
+            namespace: args.namespace.clone(),
+            id: args.id.clone(),
+            debug: args.debug,
+        }
+    }
+
+    async fn start_shim(&mut self, opts: StartOpts) -> containerd_shim::Result<String> {
+        // containerd runs `start` in the bundle directory.
+        let group = grouping(Path::new("."), &opts.id);
+        spawn(opts, &group, Vec::new()).await
+    }
+
+    async fn delete_shim(&mut self) -> containerd_shim::Result<DeleteResponse> {
+        // containerd runs `delete` in the bundle after a shim died: remove what it left.
+        let bundle =
+            std::env::current_dir().map_err(|e| containerd_shim::Error::Other(e.to_string()))?;
+        crate::isolation::remove_leftovers(&bundle, &self.id);
+        Ok(DeleteResponse {
+            exit_status: 137,
+            exited_at: Some(events::timestamp(std::time::SystemTime::now())).into(),
+            ..Default::default()
+        })
+    }
+
+    async fn wait(&mut self) {
+        self.exit.wait().await;
+    }
+
+    async fn create_task_service(&self, publisher: RemotePublisher) -> TaskService {
+        let log_fd = match logger::init(self.debug) {
+            Ok(fd) => Some(fd),
+            Err(e) => {
+                eprintln!("wasmpod: cannot open the shim log fifo: {e}");
+                None
+            }
+        };
+        let tasks = Arc::new(Tasks::new(
+            ContainerFactory::new(log_fd),
+            Publisher::new(publisher, &self.namespace),
+        ));
+        tokio::spawn(forward_exits(tasks.clone()));
+        TaskService::new(tasks, self.exit.clone())
+    }
+}
+
+/// Hands every child exit the shim's reaper sees to the task registry.
+async fn forward_exits(tasks: Arc<task::ShimTasks>) {
+    let mut subscription = match monitor_subscribe(Topic::Pid).await {
+        Ok(s) => s,
+        Err(e) => {
+            error!("cannot watch child exits: {e}");
+            return;
+        }
+    };
+    while let Some(event) = subscription.rx.recv().await {
+        match event.subject {
+            Subject::Pid(pid) => {
+                tasks
+                    .process_exited(pid as u32, event.exit_code as u32)
+                    .await
+            }
+            Subject::Exec(..) => warn!("unexpected exec exit event"),
+        }
+    }
+}

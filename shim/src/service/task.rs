@@ -1,0 +1,293 @@
+//! The containerd Task API over ttrpc: thin wrappers that turn protobuf requests into calls on
+//! [`crate::task::Tasks`] and results back into protobuf, errors through [`crate::error`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use containerd_shim::api::{
+    CloseIORequest, ConnectRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse,
+    DeleteRequest, DeleteResponse, Empty, ExecProcessRequest, KillRequest, PauseRequest,
+    PidsRequest, PidsResponse, ResizePtyRequest, ResumeRequest, ShutdownRequest, StartRequest,
+    StartResponse, StateRequest, StateResponse, StatsRequest, StatsResponse, Status,
+    UpdateTaskRequest, WaitRequest, WaitResponse,
+};
+use containerd_shim::protos::api::{CheckpointTaskRequest, ProcessInfo};
+use containerd_shim::{ExitSignal, Task, TtrpcContext, TtrpcResult};
+use log::info;
+use oci_spec::runtime::LinuxResources;
+
+use super::events::{timestamp, Publisher};
+use super::metrics;
+use crate::error::{Error, Result};
+use crate::instance::ContainerFactory;
+use crate::task::{CreateRequest, RootfsMount, Tasks};
+
+/// The tasks of this shim, as containerd sees them.
+pub type ShimTasks = Tasks<ContainerFactory, Publisher>;
+
+/// The ttrpc Task service.
+#[derive(Clone)]
+pub struct TaskService {
+    tasks: Arc<ShimTasks>,
+    exit: Arc<ExitSignal>,
+}
+
+impl TaskService {
+    /// Serves `tasks`; Shutdown with no task left fires `exit`.
+    pub fn new(tasks: Arc<ShimTasks>, exit: Arc<ExitSignal>) -> Self {
+        Self { tasks, exit }
+    }
+}
+
+/// Execs arrive with their own issue; until then they are refused by name.
+fn no_exec(exec_id: &str) -> Result<()> {
+    if exec_id.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Unimplemented("exec"))
+    }
+}
+
+fn status(s: crate::task::Status) -> Status {
+    match s {
+        crate::task::Status::Created => Status::CREATED,
+        crate::task::Status::Running => Status::RUNNING,
+        crate::task::Status::Paused => Status::PAUSED,
+        crate::task::Status::Stopped => Status::STOPPED,
+    }
+}
+
+fn create_request(req: &CreateTaskRequest) -> Result<CreateRequest> {
+    if req.id.is_empty() {
+        return Err(Error::InvalidArgument(
+            "create: the container id is empty".into(),
+        ));
+    }
+    if !req.checkpoint.is_empty() {
+        return Err(Error::Unimplemented("restoring from a checkpoint"));
+    }
+    Ok(CreateRequest {
+        id: req.id.clone(),
+        bundle: PathBuf::from(&req.bundle),
+        rootfs: req
+            .rootfs
+            .iter()
+            .map(|m| RootfsMount {
+                kind: m.type_.clone(),
+                source: m.source.clone(),
+                options: m.options.to_vec(),
+            })
+            .collect(),
+        stdin: req.stdin.clone(),
+        stdout: req.stdout.clone(),
+        stderr: req.stderr.clone(),
+        terminal: req.terminal,
+    })
+}
+
+/// containerd sends new limits as the JSON of a runtime-spec `LinuxResources`.
+fn resources(req: &UpdateTaskRequest) -> Result<LinuxResources> {
+    let value = req
+        .resources
+        .as_ref()
+        .map(|any| any.value.as_slice())
+        .unwrap_or(b"{}");
+    serde_json::from_slice(value).map_err(|e| {
+        Error::InvalidArgument(format!(
+            "update: resources are not LinuxResources JSON: {e}"
+        ))
+    })
+}
+
+#[async_trait]
+impl Task for TaskService {
+    async fn create(
+        &self,
+        _: &TtrpcContext,
+        req: CreateTaskRequest,
+    ) -> TtrpcResult<CreateTaskResponse> {
+        let pid = self.tasks.create(create_request(&req)?).await?;
+        Ok(CreateTaskResponse {
+            pid,
+            ..Default::default()
+        })
+    }
+
+    async fn start(&self, _: &TtrpcContext, req: StartRequest) -> TtrpcResult<StartResponse> {
+        no_exec(&req.exec_id)?;
+        let pid = self.tasks.start(&req.id).await?;
+        Ok(StartResponse {
+            pid,
+            ..Default::default()
+        })
+    }
+
+    async fn state(&self, _: &TtrpcContext, req: StateRequest) -> TtrpcResult<StateResponse> {
+        no_exec(&req.exec_id)?;
+        let s = self.tasks.state(&req.id)?;
+        let [stdin, stdout, stderr] = s.stdio;
+        Ok(StateResponse {
+            id: s.id,
+            bundle: s.bundle.to_string_lossy().into_owned(),
+            pid: s.pid,
+            status: status(s.status).into(),
+            stdin,
+            stdout,
+            stderr,
+            exit_status: s.exit.map(|e| e.code).unwrap_or_default(),
+            exited_at: s.exit.map(|e| timestamp(e.at)).into(),
+            ..Default::default()
+        })
+    }
+
+    async fn kill(&self, _: &TtrpcContext, req: KillRequest) -> TtrpcResult<Empty> {
+        no_exec(&req.exec_id)?;
+        self.tasks.kill(&req.id, req.signal, req.all).await?;
+        Ok(Empty::new())
+    }
+
+    async fn wait(&self, _: &TtrpcContext, req: WaitRequest) -> TtrpcResult<WaitResponse> {
+        no_exec(&req.exec_id)?;
+        let exit = self.tasks.wait(&req.id).await?;
+        Ok(WaitResponse {
+            exit_status: exit.code,
+            exited_at: Some(timestamp(exit.at)).into(),
+            ..Default::default()
+        })
+    }
+
+    async fn delete(&self, _: &TtrpcContext, req: DeleteRequest) -> TtrpcResult<DeleteResponse> {
+        no_exec(&req.exec_id)?;
+        let (pid, exit) = self.tasks.delete(&req.id).await?;
+        Ok(DeleteResponse {
+            pid,
+            exit_status: exit.code,
+            exited_at: Some(timestamp(exit.at)).into(),
+            ..Default::default()
+        })
+    }
+
+    async fn pids(&self, _: &TtrpcContext, req: PidsRequest) -> TtrpcResult<PidsResponse> {
+        let processes = self.tasks.pids(&req.id).await?;
+        Ok(PidsResponse {
+            processes: processes
+                .into_iter()
+                .map(|pid| ProcessInfo {
+                    pid,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        })
+    }
+
+    async fn pause(&self, _: &TtrpcContext, req: PauseRequest) -> TtrpcResult<Empty> {
+        self.tasks.pause(&req.id).await?;
+        Ok(Empty::new())
+    }
+
+    async fn resume(&self, _: &TtrpcContext, req: ResumeRequest) -> TtrpcResult<Empty> {
+        self.tasks.resume(&req.id).await?;
+        Ok(Empty::new())
+    }
+
+    async fn stats(&self, _: &TtrpcContext, req: StatsRequest) -> TtrpcResult<StatsResponse> {
+        let (layout, stats) = self.tasks.stats(&req.id).await?;
+        Ok(StatsResponse {
+            stats: Some(metrics::to_any(layout, &stats)?).into(),
+            ..Default::default()
+        })
+    }
+
+    async fn update(&self, _: &TtrpcContext, req: UpdateTaskRequest) -> TtrpcResult<Empty> {
+        self.tasks.update(&req.id, resources(&req)?).await?;
+        Ok(Empty::new())
+    }
+
+    async fn close_io(&self, _: &TtrpcContext, req: CloseIORequest) -> TtrpcResult<Empty> {
+        no_exec(&req.exec_id)?;
+        self.tasks.close_stdin(&req.id)?;
+        Ok(Empty::new())
+    }
+
+    async fn exec(&self, _: &TtrpcContext, _: ExecProcessRequest) -> TtrpcResult<Empty> {
+        Err(Error::Unimplemented("exec").into())
+    }
+
+    async fn resize_pty(&self, _: &TtrpcContext, _: ResizePtyRequest) -> TtrpcResult<Empty> {
+        Err(Error::Unimplemented("a terminal (resize pty)").into())
+    }
+
+    async fn checkpoint(&self, _: &TtrpcContext, _: CheckpointTaskRequest) -> TtrpcResult<Empty> {
+        Err(Error::Unimplemented("checkpoint").into())
+    }
+
+    async fn connect(&self, _: &TtrpcContext, req: ConnectRequest) -> TtrpcResult<ConnectResponse> {
+        let task_pid = self.tasks.state(&req.id).map(|s| s.pid).unwrap_or_default();
+        Ok(ConnectResponse {
+            shim_pid: std::process::id(),
+            task_pid,
+            version: crate::VERSION.to_string(),
+            ..Default::default()
+        })
+    }
+
+    async fn shutdown(&self, _: &TtrpcContext, _: ShutdownRequest) -> TtrpcResult<Empty> {
+        if self.tasks.is_empty() {
+            info!("no task left: shutting down");
+            self.exit.signal();
+        }
+        Ok(Empty::new())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use containerd_shim::protos::protobuf::well_known_types::any::Any;
+
+    use super::*;
+
+    #[test]
+    fn update_resources_are_parsed_from_json() {
+        let req = UpdateTaskRequest {
+            resources: Some(Any {
+                value: br#"{"memory":{"limit":67108864},"cpu":{"quota":50000,"period":100000}}"#
+                    .to_vec(),
+                ..Default::default()
+            })
+            .into(),
+            ..Default::default()
+        };
+        let r = resources(&req).unwrap();
+        assert_eq!(r.memory().as_ref().unwrap().limit(), Some(64 << 20));
+        assert_eq!(r.cpu().as_ref().unwrap().quota(), Some(50000));
+    }
+
+    #[test]
+    fn bad_update_json_names_the_problem() {
+        let req = UpdateTaskRequest {
+            resources: Some(Any {
+                value: b"nope".to_vec(),
+                ..Default::default()
+            })
+            .into(),
+            ..Default::default()
+        };
+        let err = resources(&req).unwrap_err();
+        assert!(err.to_string().contains("not LinuxResources JSON"), "{err}");
+    }
+
+    #[test]
+    fn exec_ids_are_refused_by_name() {
+        let err = no_exec("e1").unwrap_err();
+        assert_eq!(err.to_string(), "exec is not supported by wasmpod");
+        assert!(no_exec("").is_ok());
+    }
+
+    #[test]
+    fn create_requires_an_id() {
+        let err = create_request(&CreateTaskRequest::default()).unwrap_err();
+        assert!(err.to_string().contains("container id is empty"));
+    }
+}

@@ -1,0 +1,227 @@
+//! Registry tests against a recording fake instance and a channel event sink.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+
+use tokio::sync::mpsc;
+
+use super::*;
+
+#[derive(Default)]
+struct Fake {
+    pid: u32,
+    calls: Mutex<Vec<String>>,
+}
+
+impl Instance for Fake {
+    type Stats = u64;
+    fn pid(&self) -> u32 {
+        self.pid
+    }
+    fn start(&self) -> Result<()> {
+        self.record("start");
+        Ok(())
+    }
+    fn kill(&self, signal: u32, all: bool) -> Result<()> {
+        self.record(&format!("kill {signal} {all}"));
+        Ok(())
+    }
+    fn pause(&self) -> Result<()> {
+        self.record("pause");
+        Ok(())
+    }
+    fn resume(&self) -> Result<()> {
+        self.record("resume");
+        Ok(())
+    }
+    fn pids(&self) -> Result<Vec<u32>> {
+        Ok(vec![self.pid])
+    }
+    fn stats(&self) -> Result<u64> {
+        Ok(42)
+    }
+    fn update(&self, _resources: &LinuxResources) -> Result<()> {
+        self.record("update");
+        Ok(())
+    }
+    fn close_stdin(&self) {
+        self.record("close_stdin");
+    }
+    fn exit_reason(&self, _code: u32) -> Option<String> {
+        None
+    }
+    fn delete(&self) -> Result<()> {
+        self.record("delete");
+        Ok(())
+    }
+}
+
+impl Fake {
+    fn record(&self, call: &str) {
+        self.calls.lock().unwrap().push(call.to_string());
+    }
+}
+
+struct FakeFactory {
+    next_pid: AtomicU32,
+}
+
+impl InstanceFactory for FakeFactory {
+    type Instance = Fake;
+    fn create(&self, req: &CreateRequest) -> Result<Fake> {
+        if req.id == "bad" {
+            return Err(Error::InvalidArgument("bad container".into()));
+        }
+        Ok(Fake {
+            pid: self.next_pid.fetch_add(1, Ordering::SeqCst),
+            ..Fake::default()
+        })
+    }
+}
+
+struct ChannelSink(mpsc::UnboundedSender<Event>);
+
+#[async_trait::async_trait]
+impl EventSink for ChannelSink {
+    async fn publish(&self, event: Event) {
+        let _ = self.0.send(event);
+    }
+}
+
+fn tasks() -> (
+    Tasks<FakeFactory, ChannelSink>,
+    mpsc::UnboundedReceiver<Event>,
+) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (
+        Tasks::new(
+            FakeFactory {
+                next_pid: AtomicU32::new(100),
+            },
+            ChannelSink(tx),
+        ),
+        rx,
+    )
+}
+
+fn request(id: &str) -> CreateRequest {
+    CreateRequest {
+        id: id.into(),
+        bundle: "/b".into(),
+        ..CreateRequest::default()
+    }
+}
+
+#[tokio::test]
+async fn a_task_lives_and_its_events_follow_in_order() {
+    let (tasks, mut events) = tasks();
+    let pid = tasks.create(request("a")).await.unwrap();
+    assert_eq!(tasks.start("a").await.unwrap(), pid);
+    tasks.pause("a").await.unwrap();
+    tasks.resume("a").await.unwrap();
+    tasks.process_exited(pid, 7).await;
+    assert_eq!(tasks.wait("a").await.unwrap().code, 7);
+    let (_, exit) = tasks.delete("a").await.unwrap();
+    assert_eq!(exit.code, 7);
+    assert!(tasks.is_empty());
+
+    let mut kinds = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        kinds.push(match e {
+            Event::Created { .. } => "create",
+            Event::Started { .. } => "start",
+            Event::Paused { .. } => "pause",
+            Event::Resumed { .. } => "resume",
+            Event::Exited { code: 7, .. } => "exit",
+            Event::Exited { .. } => "exit with the wrong code",
+            Event::Deleted { .. } => "delete",
+        });
+    }
+    assert_eq!(
+        kinds,
+        ["create", "start", "pause", "resume", "exit", "delete"]
+    );
+}
+
+#[tokio::test]
+async fn a_waiter_is_woken_by_the_exit() {
+    let (tasks, _events) = tasks();
+    let tasks = Arc::new(tasks);
+    let pid = tasks.create(request("w")).await.unwrap();
+    tasks.start("w").await.unwrap();
+    let waiter = tokio::spawn({
+        let tasks = tasks.clone();
+        async move { tasks.wait("w").await.unwrap().code }
+    });
+    tokio::task::yield_now().await;
+    tasks.process_exited(pid, 143).await;
+    assert_eq!(waiter.await.unwrap(), 143);
+}
+
+#[tokio::test]
+async fn a_running_task_cannot_be_deleted_or_started_again() {
+    let (tasks, _events) = tasks();
+    tasks.create(request("r")).await.unwrap();
+    tasks.start("r").await.unwrap();
+    let err = tasks.delete("r").await.unwrap_err();
+    assert_eq!(err.to_string(), "cannot delete a task that is running");
+    assert!(tasks.start("r").await.is_err());
+}
+
+#[tokio::test]
+async fn unknown_ids_and_duplicates_are_refused() {
+    let (tasks, _events) = tasks();
+    assert!(matches!(
+        tasks.start("nope").await,
+        Err(Error::Task(TaskError::NotFound(_)))
+    ));
+    tasks.create(request("d")).await.unwrap();
+    assert!(matches!(
+        tasks.create(request("d")).await,
+        Err(Error::Task(TaskError::AlreadyExists(_)))
+    ));
+}
+
+#[tokio::test]
+async fn a_failed_create_registers_nothing() {
+    let (tasks, mut events) = tasks();
+    assert!(tasks.create(request("bad")).await.is_err());
+    assert!(tasks.is_empty());
+    assert!(events.try_recv().is_err());
+}
+
+#[tokio::test]
+async fn deleting_a_never_started_task_kills_it_first() {
+    let (tasks, _events) = tasks();
+    let tasks = Arc::new(tasks);
+    let pid = tasks.create(request("c")).await.unwrap();
+    let reaper = tokio::spawn({
+        let tasks = tasks.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            tasks.process_exited(pid, 137).await;
+        }
+    });
+    let (_, exit) = tasks.delete("c").await.unwrap();
+    reaper.await.unwrap();
+    assert_eq!(exit.code, 137);
+}
+
+#[tokio::test]
+async fn an_exit_seen_before_registration_is_not_lost() {
+    let (tasks, _events) = tasks();
+    tasks.process_exited(100, 3).await;
+    tasks.create(request("early")).await.unwrap();
+    assert_eq!(tasks.wait("early").await.unwrap().code, 3);
+}
+
+#[tokio::test]
+async fn a_stopped_task_takes_no_signal_nor_update() {
+    let (tasks, _events) = tasks();
+    let pid = tasks.create(request("s")).await.unwrap();
+    tasks.start("s").await.unwrap();
+    tasks.kill("s", 15, false).await.unwrap();
+    tasks.process_exited(pid, 143).await;
+    assert!(tasks.kill("s", 9, false).await.is_err());
+    assert!(tasks.update("s", LinuxResources::default()).await.is_err());
+}
