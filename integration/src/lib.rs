@@ -3,7 +3,9 @@
 //! # Layout
 //! - `paths`: where the shim, CLI, containerd, ctr and test programs are (env overrides).
 //! - `config`: pure rewrite of `containerd config default` into a private config.
-//! - `containerd`: [`Containerd`], one private daemon per test, RAII teardown, ctr wrappers.
+//! - `containerd`: [`Containerd`], one private daemon per test and its RAII teardown;
+//!   `containerd/ops` the ctr wrappers (import, run, task_*), `containerd/cleanup` the
+//!   leftover checks.
 //! - `run`: [`Run`], the `ctr run` builder (exec / spawn / detach), and [`Spawned`].
 //! - `task`: [`Task`], a handle on a running task (kill, pause, metrics, exit code).
 //! - `images`: [`Images`], test image tars built once per process (wasmpod CLI, umoci).

@@ -16,7 +16,6 @@
 use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -30,17 +29,31 @@ static COMPONENT_OPEN: Mutex<()> = Mutex::new(());
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RetainedFd {
     pub(crate) fd: RawFd,
-    dev: u64,
-    ino: u64,
+    file: FileId,
+}
+
+/// Device and inode: what identifies a file independently of paths and descriptor numbers.
+type FileId = (libc::dev_t, libc::ino_t);
+
+fn file_id(fd: RawFd) -> Option<FileId> {
+    nix::sys::stat::fstat(fd)
+        .ok()
+        .map(|st| (st.st_dev, st.st_ino))
 }
 
 impl RetainedFd {
+    fn of(fd: RawFd) -> std::io::Result<Self> {
+        let st = nix::sys::stat::fstat(fd)?;
+        Ok(Self {
+            fd,
+            file: (st.st_dev, st.st_ino),
+        })
+    }
+
     /// Whether `fd` is still open on the same file (a close-all step followed by an unrelated
     /// open could have reused the number).
     pub(crate) fn is_intact(&self) -> bool {
-        nix::sys::stat::fstat(self.fd).is_ok_and(|st| {
-            u64::try_from(st.st_dev).is_ok_and(|d| d == self.dev) && st.st_ino == self.ino
-        })
+        file_id(self.fd) == Some(self.file)
     }
 }
 
@@ -55,12 +68,7 @@ pub(crate) unsafe fn deserialize_module(
     path: &Path,
 ) -> wasmtime::Result<(Module, Vec<RetainedFd>)> {
     let file = File::open(path)?;
-    let meta = file.metadata()?;
-    let retained = RetainedFd {
-        fd: file.as_raw_fd(),
-        dev: meta.dev(),
-        ino: meta.ino(),
-    };
+    let retained = RetainedFd::of(file.as_raw_fd())?;
     // SAFETY: forwarded to the caller. wasmtime keeps `file` (and so `retained.fd`) open for
     // as long as the module lives.
     let module = unsafe { Module::deserialize_open_file(engine, file)? };
@@ -78,8 +86,7 @@ pub(crate) unsafe fn deserialize_component(
     path: &Path,
 ) -> wasmtime::Result<(Component, Vec<RetainedFd>)> {
     let pinned = File::open(path)?;
-    let meta = pinned.metadata()?;
-    let (dev, ino) = (meta.dev(), meta.ino());
+    let id = RetainedFd::of(pinned.as_raw_fd())?.file;
     let via_proc = format!("/proc/self/fd/{}", pinned.as_raw_fd());
 
     // A poisoned lock only means another load panicked; the diff is still sound.
@@ -88,12 +95,12 @@ pub(crate) unsafe fn deserialize_component(
     loop {
         // Only descriptors on this very inode are compared: `pinned`, those of earlier
         // programs of the same component, and after the call the one wasmtime opened.
-        let before = fds_on(dev, ino)?;
+        let before = fds_on(id)?;
         // SAFETY: forwarded to the caller; `via_proc` is the very inode `pinned` holds.
         let component = unsafe { Component::deserialize_file(engine, &via_proc)? };
-        let retained: Vec<RetainedFd> = fds_on(dev, ino)?
+        let retained: Vec<RetainedFd> = fds_on(id)?
             .difference(&before)
-            .map(|&fd| RetainedFd { fd, dev, ino })
+            .map(|&fd| RetainedFd { fd, file: id })
             .collect();
         // Empty means another thread dropped an earlier program of this component in the
         // window and wasmtime got its number back: try again. wasmtime 48 always keeps the
@@ -105,11 +112,11 @@ pub(crate) unsafe fn deserialize_component(
     }
 }
 
-/// The descriptors of this process open on the file `(dev, ino)`.
-fn fds_on(dev: u64, ino: u64) -> std::io::Result<BTreeSet<RawFd>> {
+/// The descriptors of this process open on the file `id`.
+fn fds_on(id: FileId) -> std::io::Result<BTreeSet<RawFd>> {
     Ok(open_fds()?
         .into_iter()
-        .filter(|&fd| RetainedFd { fd, dev, ino }.is_intact())
+        .filter(|&fd| file_id(fd) == Some(id))
         .collect())
 }
 

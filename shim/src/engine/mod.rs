@@ -15,15 +15,15 @@
 //!    [`Program::retained_fds`] to still be open.
 //!
 //! # Files
-//! - [`config`]: [`EngineConfig`] and the wasmtime settings (memory layout rationale).
-//! - [`cache`]: content-addressed `.cwasm` cache with atomic writes.
-//! - [`fds`]: the descriptors a program needs after the fork ([`Program::retained_fds`]).
-//! - [`program`]: [`Program`], import checks, entrypoint checks.
-//! - [`wasi`]: [`GuestIo`] and the WASI context (cwd handling is documented there).
-//! - [`limits`]: the memory limiter.
-//! - [`run`]: instantiating and calling the entrypoint.
-//! - [`exit`]: [`GuestExit`] and [`TRAP_EXIT_CODE`].
-//! - [`error`]: [`EngineError`].
+//! - `config`: [`EngineConfig`] and the wasmtime settings (memory layout rationale).
+//! - `cache`: content-addressed `.cwasm` cache with atomic writes.
+//! - `fds`: the descriptors a program needs after the fork ([`Program::retained_fds`]).
+//! - `program`: [`Program`], import checks, entrypoint checks.
+//! - `wasi`: [`GuestIo`] and the WASI context (cwd handling is documented there).
+//! - `limits`: the memory limiter.
+//! - `run`: instantiating and calling the entrypoint.
+//! - `exit`: [`GuestExit`] and [`TRAP_EXIT_CODE`].
+//! - `error`: the error type, [`EngineError`], and [`ProgramKind`].
 
 mod cache;
 mod config;

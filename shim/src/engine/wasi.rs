@@ -45,9 +45,9 @@ pub enum GuestIo {
     Captured {
         /// Bytes the guest reads from stdin; `None` for a closed stdin.
         stdin: Option<Vec<u8>>,
-        /// Receives the guest's stdout. Writing past its capacity traps the guest.
+        /// Receives the guest's stdout; writes beyond its capacity fail in the guest.
         stdout: MemoryOutputPipe,
-        /// Receives the guest's stderr. Writing past its capacity traps the guest.
+        /// Receives the guest's stderr; writes beyond its capacity fail in the guest.
         stderr: MemoryOutputPipe,
     },
 }

@@ -69,6 +69,10 @@ impl ContainerFactory {
         let (program_path, _export) = spec::split_export(arg0)?;
         let in_root = |p: &Path| rootfs::is_file_in_root(rootfs, p);
         let path = spec::resolve_entrypoint(program_path, &env, &cwd, in_root)?;
+        rootfs::create_dir_in_root(rootfs, &cwd).map_err(|e| IsolationError::Rootfs {
+            path: cwd.clone(),
+            reason: format!("cannot create the working directory (process.cwd): {e}"),
+        })?;
         let bytes = rootfs::read_in_root(rootfs, &path)?;
         match rootfs::classify(&bytes) {
             Some(ProgramKind::Native) => {

@@ -30,6 +30,9 @@ pub enum Workload {
     Guest(Arc<dyn Guest>),
 }
 
+/// Exit status when the in-process runner itself panicked (a wasmpod bug, never a guest's).
+pub const GUEST_PANICKED: i32 = 125;
+
 /// Signals whose default action ends a process. PID 1 of a pid namespace ignores them unless it
 /// has a handler, so without these a wasm container would shrug off `docker stop` until the
 /// grace period's SIGKILL. With them it ends as a plain process would: 128 + signal.
@@ -64,7 +67,11 @@ impl Executor for WorkloadExecutor {
                 let mut keep = guest.keep_fds();
                 keep.extend(self.log_fd);
                 make_clean_init(keep);
-                let code = guest.run();
+                let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| guest.run()))
+                    .unwrap_or_else(|_| {
+                        eprintln!("wasmpod: the guest runner panicked");
+                        GUEST_PANICKED
+                    });
                 let _ = std::io::Write::flush(&mut std::io::stdout());
                 let _ = std::io::Write::flush(&mut std::io::stderr());
                 // Returning Ok would reach libcontainer's unreachable!() after exec; the process
@@ -103,8 +110,14 @@ fn make_clean_init(keep: Vec<RawFd>) {
     }
 }
 
-/// Closes every descriptor from `first` up, except those in `keep`.
+/// Closes every descriptor from `first` up, except those in `keep` and tokio's signal pipe.
+///
+/// tokio keeps one process-wide socketpair for signal delivery, created in the shim before the
+/// fork; any tokio runtime built later in this process (wasmtime-wasi builds one for its
+/// blocking calls) dups it and fails if it was closed. It is recognised as an AF_UNIX socket
+/// bound to no address and connected to no address, which no containerd socket or fifo is.
 fn close_fds_except(first: RawFd, mut keep: Vec<RawFd>) {
+    keep.extend(unnamed_socketpairs(first));
     keep.retain(|&fd| fd >= first);
     keep.sort_unstable();
     keep.dedup();
@@ -117,6 +130,34 @@ fn close_fds_except(first: RawFd, mut keep: Vec<RawFd>) {
         low = fd + 1;
     }
     close_range(low, u32::MAX);
+}
+
+fn unnamed_socketpairs(first: RawFd) -> Vec<RawFd> {
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<RawFd>().ok())
+        .filter(|&fd| fd >= first && is_unnamed_unix_pair(fd))
+        .collect()
+}
+
+fn is_unnamed_unix_pair(fd: RawFd) -> bool {
+    let unnamed = |get: unsafe extern "C" fn(
+        libc::c_int,
+        *mut libc::sockaddr,
+        *mut libc::socklen_t,
+    ) -> libc::c_int| {
+        // SAFETY: the kernel writes at most `len` bytes into `addr`, a properly sized buffer.
+        unsafe {
+            let mut addr: libc::sockaddr_un = std::mem::zeroed();
+            let mut len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+            get(fd, &mut addr as *mut _ as *mut libc::sockaddr, &mut len) == 0
+                && addr.sun_family == libc::AF_UNIX as libc::sa_family_t
+                && len as usize <= std::mem::size_of::<libc::sa_family_t>()
+        }
+    };
+    unnamed(libc::getsockname) && unnamed(libc::getpeername)
 }
 
 fn close_range(low: u32, high: u32) {

@@ -79,13 +79,22 @@ pub fn unmount(target: &Path) {
 /// # Errors
 /// The file does not exist or cannot be opened.
 pub fn open_in_root(rootfs: &Path, path: &Path) -> std::io::Result<File> {
+    open_in_root_with(rootfs, path, libc::O_RDONLY)
+}
+
+fn open_in_root_with(rootfs: &Path, path: &Path, flags: libc::c_int) -> std::io::Result<File> {
     let root = File::open(rootfs)?;
     let relative = path.strip_prefix("/").unwrap_or(path);
+    let relative = if relative.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        relative
+    };
     let name = CString::new(relative.as_os_str().as_bytes())
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
     // SAFETY: open_how is plain integers; all-zero is its documented default.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (libc::O_RDONLY | libc::O_CLOEXEC) as u64;
+    how.flags = (flags | libc::O_CLOEXEC) as u64;
     how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
     // SAFETY: openat2 reads `name` and `how` only for the call; both outlive it.
     let fd = unsafe {
@@ -102,6 +111,29 @@ pub fn open_in_root(rootfs: &Path, path: &Path) -> std::io::Result<File> {
     }
     // SAFETY: the kernel just returned this fd to us and nothing else owns it.
     Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd as i32) }))
+}
+
+/// Creates directory `path` (absolute, as the container sees it) and its parents inside
+/// `rootfs`, as runc does for a `process.cwd` the image lacks. Symlinks resolve inside the root.
+///
+/// # Errors
+/// A component exists and is not a directory, or cannot be created.
+pub fn create_dir_in_root(rootfs: &Path, path: &Path) -> std::io::Result<()> {
+    let mut current = PathBuf::from("/");
+    for component in path.components().skip_while(|c| c.as_os_str() == "/") {
+        let parent = open_in_root_with(rootfs, &current, libc::O_DIRECTORY)?;
+        current.push(component);
+        let name = CString::new(component.as_os_str().as_bytes())
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+        // SAFETY: mkdirat reads `name` only during the call.
+        if unsafe { libc::mkdirat(parent.as_raw_fd(), name.as_ptr(), 0o755) } != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::AlreadyExists {
+                return Err(e);
+            }
+        }
+    }
+    open_in_root_with(rootfs, path, libc::O_DIRECTORY).map(drop)
 }
 
 /// True when `path` names a regular file inside `rootfs`.
@@ -138,6 +170,18 @@ mod tests {
         assert_eq!(classify(b"#!/bin/sh\n"), Some(ProgramKind::Native));
         assert_eq!(classify(b"hello"), None);
         assert_eq!(classify(b""), None);
+    }
+
+    #[test]
+    fn a_missing_cwd_is_created_inside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("rootfs");
+        std::fs::create_dir_all(root.join("real")).unwrap();
+        std::os::unix::fs::symlink("/real", root.join("link")).unwrap();
+        create_dir_in_root(&root, Path::new("/link/work/dir")).unwrap();
+        assert!(root.join("real/work/dir").is_dir());
+        std::fs::write(root.join("file"), b"x").unwrap();
+        assert!(create_dir_in_root(&root, Path::new("/file/sub")).is_err());
     }
 
     #[test]
