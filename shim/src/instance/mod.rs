@@ -66,7 +66,7 @@ impl ContainerFactory {
             .as_ref()
             .and_then(|a| a.first())
             .ok_or(spec::SpecError::EmptyArgs)?;
-        let (program_path, _export) = spec::split_export(arg0)?;
+        let (program_path, export) = spec::split_export(arg0)?;
         let in_root = |p: &Path| rootfs::is_file_in_root(rootfs, p);
         let path = spec::resolve_entrypoint(program_path, &env, &cwd, in_root)?;
         rootfs::create_dir_in_root(rootfs, &cwd).map_err(|e| IsolationError::Rootfs {
@@ -82,6 +82,8 @@ impl ContainerFactory {
             Some(ProgramKind::Wasm) => {
                 let engine = self.engine()?;
                 let program = engine.load(&path, &bytes)?;
+                // A missing `_start` / `wasi:cli/run` / `#export` fails Create, not the container.
+                program.check_entry(export)?;
                 // Inside the container, after pivot_root, the rootfs is `/`. Bind mounts are not
                 // in place yet, so a mount destination is a file when its source is.
                 let mounts = spec.mounts().as_deref().unwrap_or_default();

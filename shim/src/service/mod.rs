@@ -69,7 +69,13 @@ impl Shim for Service {
     async fn start_shim(&mut self, opts: StartOpts) -> containerd_shim::Result<String> {
         // containerd runs `start` in the bundle directory.
         let group = grouping(Path::new("."), &opts.id);
-        spawn(opts, &group, Vec::new()).await
+        let address = spawn(opts, &group, Vec::new()).await?;
+        // The serving shim removes the socket named here when it exits, and `delete` does when
+        // it did not; without the file the socket would outlive the shim.
+        if let Err(e) = std::fs::write(ADDRESS_FILE, &address) {
+            warn!("cannot record the shim address: {e}");
+        }
+        Ok(address)
     }
 
     async fn delete_shim(&mut self) -> containerd_shim::Result<DeleteResponse> {
@@ -77,6 +83,7 @@ impl Shim for Service {
         let bundle =
             std::env::current_dir().map_err(|e| containerd_shim::Error::Other(e.to_string()))?;
         crate::isolation::remove_leftovers(&bundle, &self.id);
+        remove_dead_socket();
         Ok(DeleteResponse {
             exit_status: 137,
             exited_at: Some(events::timestamp(std::time::SystemTime::now())).into(),
@@ -102,6 +109,20 @@ impl Shim for Service {
         ));
         tokio::spawn(forward_exits(tasks.clone()));
         TaskService::new(tasks, self.exit.clone())
+    }
+}
+
+/// File in the bundle holding the shim's socket address (containerd-shim reads it at exit).
+const ADDRESS_FILE: &str = "address";
+
+/// Removes the socket of a shim that died, unless another shim of the pod still serves it.
+fn remove_dead_socket() {
+    let Ok(address) = std::fs::read_to_string(ADDRESS_FILE) else {
+        return;
+    };
+    let path = address.trim().trim_start_matches("unix://");
+    if std::os::unix::net::UnixStream::connect(path).is_err() {
+        let _ = std::fs::remove_file(path);
     }
 }
 
