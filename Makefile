@@ -34,10 +34,10 @@ unit-test: deps
 integration-test: build test-images trixie
 	@echo "== integration tests: containerd 1.6 (bookworm)"
 	WASMPOD_CONTAINERD=/usr/bin/containerd \
-	  $(CARGO) test --release -p wasmpod-integration -- --test-threads=$(TEST_THREADS)
+	  $(CARGO) test --release --no-fail-fast -p wasmpod-integration -- --test-threads=$(TEST_THREADS)
 	@echo "== integration tests: containerd 1.7 (trixie)"
 	WASMPOD_CONTAINERD=$(TRIXIE)/x/usr/bin/containerd \
-	  $(CARGO) test --release -p wasmpod-integration -- --test-threads=$(TEST_THREADS)
+	  $(CARGO) test --release --no-fail-fast -p wasmpod-integration -- --test-threads=$(TEST_THREADS)
 
 lint: deps ## formatting and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check
