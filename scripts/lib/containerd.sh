@@ -22,7 +22,8 @@ containerd_start() {
         -e "/^\[ttrpc\]/,/address/ s|address = \"\"|address = \"$CTD_DIR/ttrpc.sock\"|" \
         -e "s|path = \"/opt/containerd\"|path = \"$CTD_DIR/opt\"|" \
         >"$CTD_DIR/config.toml"
-  PATH="$WASMPOD_BIN:/usr/sbin:/usr/bin:/sbin:/bin" \
+  # Extra environment for the daemon (and so its shims), e.g. CTD_ENV="WASMPOD_CACHE_DIR=/x".
+  env ${CTD_ENV:-} PATH="$WASMPOD_BIN:/usr/sbin:/usr/bin:/sbin:/bin" \
     "$bin" --config "$CTD_DIR/config.toml" >"$CTD_DIR/containerd.log" 2>&1 &
   CTD_PID=$!
   trap containerd_stop EXIT

@@ -12,9 +12,13 @@ fn main() {
         println!("wasmtime: {}", wasmpod_shim::engine::WASMTIME_VERSION);
         return;
     }
-    // Two workers are plenty for a shim; every extra thread costs memory in every shim.
+    // One malloc arena: glibc otherwise gives each thread its own, and their touched pages are
+    // private memory of every shim and of every container process forked from it.
+    // SAFETY: called before any other thread exists.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
+    // One worker is plenty for a shim's handful of requests; every thread costs memory.
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(1)
         .enable_all()
         .build();
     match runtime {

@@ -18,6 +18,8 @@ pub(crate) struct GuestLimiter {
     max_memory: Option<usize>,
     /// Bytes currently granted to all linear memories of the store.
     granted: usize,
+    /// A growth was refused already (logged once).
+    refused: bool,
 }
 
 impl GuestLimiter {
@@ -26,6 +28,7 @@ impl GuestLimiter {
             // A cap above the address space is no cap.
             max_memory: max_memory_bytes.and_then(|b| usize::try_from(b).ok()),
             granted: 0,
+            refused: false,
         }
     }
 }
@@ -41,8 +44,20 @@ impl ResourceLimiter for GuestLimiter {
             return Ok(false);
         }
         let total = self.granted.saturating_sub(current).saturating_add(desired);
-        if self.max_memory.is_some_and(|cap| total > cap) {
-            log::debug!("refusing guest memory growth to {total} bytes in total");
+        if let Some(cap) = self.max_memory.filter(|&cap| total > cap) {
+            // Once per guest at warn (the reason a container ends badly must be in the log),
+            // after that at debug: a guest may retry allocations many times.
+            if !self.refused {
+                self.refused = true;
+                log::warn!(
+                    "guest memory limit reached: growth to {} MiB refused (cap {} MiB, set below \
+                     the container's memory limit)",
+                    total >> 20,
+                    cap >> 20
+                );
+            } else {
+                log::debug!("refusing guest memory growth to {total} bytes in total");
+            }
             return Ok(false);
         }
         // Counted before the growth happens. If wasmtime then fails to map the memory the
