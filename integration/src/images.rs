@@ -35,6 +35,9 @@ pub struct TestImage {
     pub tar: PathBuf,
     /// The image's entrypoint (argv\[0\] that [`crate::Run::args`] prepends).
     pub entrypoint: String,
+    /// A host directory holding the same files as the image's rootfs, for runs that cannot
+    /// use the image itself (see [`crate::Run::user`]); `None` when there is none.
+    pub rootfs: Option<PathBuf>,
 }
 
 type Cache = HashMap<String, Result<Arc<TestImage>, String>>;
@@ -156,12 +159,17 @@ impl Images {
         );
         self.get(&key, |work| {
             let name = image_name(&key);
-            let mut args = vec![Self::program(program)?.display().to_string()];
+            let wasm = Self::program(program)?;
+            let root = work.join("root");
+            fs::create_dir_all(&root)?;
+            fs::copy(&wasm, root.join("app.wasm"))?;
+            let mut args = vec![wasm.display().to_string()];
             args.extend(flags.iter().map(|f| f.to_string()));
             Ok(TestImage {
                 tar: Self::cli_build(work, &name, &args)?,
                 name,
                 entrypoint: "/app.wasm".into(),
+                rootfs: Some(root),
             })
         })
     }
@@ -207,6 +215,7 @@ impl Images {
                 tar: Self::cli_build(work, &name, &args)?,
                 name,
                 entrypoint: "/app.wasm".into(),
+                rootfs: Some(root),
             })
         })
     }
@@ -231,6 +240,7 @@ impl Images {
                 tar: Self::cli_build(work, &name, &args)?,
                 name,
                 entrypoint: "/bin/sh".into(),
+                rootfs: Some(root),
             })
         })
     }
@@ -275,6 +285,7 @@ impl Images {
                 name,
                 tar,
                 entrypoint: "/bin/sh".into(),
+                rootfs: Some(root),
             })
         })
     }

@@ -1,16 +1,28 @@
-//! `containerd-shim-wasmpod-v1`: containerd starts it; `-v` prints the version.
+//! `containerd-shim-wasmpod-v1`: containerd starts it; `-v` prints the version, `-info` the
+//! runtime info protobuf containerd 2 asks for.
 
+use std::io::{Read, Write};
+
+use containerd_shim::protos::protobuf::{Message, MessageField};
+use containerd_shim::protos::types::introspection::{RuntimeInfo, RuntimeVersion};
 use wasmpod_shim::{service::Service, RUNTIME_TYPE, VERSION};
 
 fn main() {
-    if std::env::args()
-        .skip(1)
-        .any(|a| a == "-v" || a == "--version" || a == "-version")
-    {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "-v" || a == "--version" || a == "-version") {
         println!("containerd-shim-wasmpod-v1 (wasmpod) {VERSION}");
         println!("runtime type: {RUNTIME_TYPE}");
         println!("wasmtime: {}", wasmpod_shim::engine::WASMTIME_VERSION);
         return;
+    }
+    if args.iter().any(|a| a == "-info" || a == "--info") {
+        std::process::exit(match print_info() {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("containerd-shim-wasmpod-v1: -info: {e}");
+                1
+            }
+        });
     }
     // One malloc arena: glibc otherwise gives each thread its own, and their touched pages are
     // private memory of every shim and of every container process forked from it.
@@ -22,13 +34,27 @@ fn main() {
         .enable_all()
         .build();
     match runtime {
-        Ok(rt) => rt.block_on(containerd_shim::asynchronous::run::<Service>(
-            RUNTIME_TYPE,
-            None,
-        )),
+        Ok(rt) => rt.block_on(containerd_shim::asynchronous::run::<Service>(RUNTIME_TYPE, None)),
         Err(e) => {
             eprintln!("containerd-shim-wasmpod-v1: cannot start the async runtime: {e}");
             std::process::exit(1);
         }
     }
+}
+
+/// Writes the RuntimeInfo protobuf; containerd pipes the runtime options on stdin, which
+/// wasmpod has none of yet, so they are read and ignored.
+fn print_info() -> std::io::Result<()> {
+    let mut options = Vec::new();
+    std::io::stdin().read_to_end(&mut options)?;
+    let info = RuntimeInfo {
+        name: RUNTIME_TYPE.to_string(),
+        version: MessageField::some(RuntimeVersion {
+            version: VERSION.to_string(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let bytes = info.write_to_bytes().map_err(std::io::Error::other)?;
+    std::io::stdout().write_all(&bytes)
 }

@@ -61,6 +61,8 @@ pub struct Containerd {
     log: PathBuf,
     /// Test image name -> the reference ctr stored it under.
     refs: Mutex<HashMap<String, String>>,
+    /// Extra variables for the daemon's environment (its shims inherit them).
+    env: Vec<(String, String)>,
 }
 
 impl Containerd {
@@ -81,6 +83,15 @@ impl Containerd {
     /// # Errors
     /// When the config cannot be made or the daemon does not come up (with its log tail).
     pub fn start(binary: impl AsRef<Path>) -> Result<Self> {
+        Self::start_with_env(binary, &[])
+    }
+
+    /// Like [`Containerd::start`], with `env` added to the daemon's environment; containerd
+    /// passes its environment on to the shims it starts.
+    ///
+    /// # Errors
+    /// See [`Containerd::start`].
+    pub fn start_with_env(binary: impl AsRef<Path>, env: &[(&str, &str)]) -> Result<Self> {
         let binary = binary.as_ref().to_path_buf();
         let dir = tempfile::Builder::new()
             .prefix("wasmpod-it-")
@@ -94,6 +105,10 @@ impl Containerd {
             log: dir.join("containerd.log"),
             child: None,
             refs: Mutex::default(),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect(),
             binary,
             dir,
         };
@@ -152,6 +167,7 @@ impl Containerd {
                 cmd.env(pass, v);
             }
         }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
         // If the test process dies, the daemon gets SIGTERM instead of lingering.
         unsafe {
@@ -269,7 +285,18 @@ impl Drop for Containerd {
 /// # Errors
 /// What `body` returns, or what [`Containerd::assert_clean`] finds.
 pub fn with_containerd(body: impl FnOnce(&Containerd) -> Result<()>) -> Result<()> {
-    let ctd = Containerd::from_env()?;
+    with_containerd_env(&[], body)
+}
+
+/// [`with_containerd`] with `env` added to the daemon's (and so its shims') environment.
+///
+/// # Errors
+/// See [`with_containerd`].
+pub fn with_containerd_env(
+    env: &[(&str, &str)],
+    body: impl FnOnce(&Containerd) -> Result<()>,
+) -> Result<()> {
+    let ctd = Containerd::start_with_env(paths::containerd_path(), env)?;
     let result = body(&ctd).and_then(|()| ctd.assert_clean());
     if result.is_err() {
         eprintln!(
