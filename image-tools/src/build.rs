@@ -1,30 +1,27 @@
-//! Turns an [`ImageSpec`] into an image: one layer, its config, the image
-//! manifest, the index that names it, and the docker-archive manifest; then
-//! writes them as a layout tar (atomically, so a failed build leaves no
-//! output file behind).
+//! Turns an [`ImageSpec`] into an image: one layer, its config and the
+//! image manifest (or, with `--artifact`, the CNCF wasm artifact from
+//! [`crate::artifact`]); then writes it in the chosen [`Format`]
+//! (atomically, so a failed build leaves no output behind).
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::Path;
 use std::str::FromStr;
 
 use oci_spec::image::{
-    Arch, ConfigBuilder, Descriptor, DescriptorBuilder, Digest, HistoryBuilder,
-    ImageConfigurationBuilder, ImageIndexBuilder, ImageManifestBuilder, MediaType, Os,
-    PlatformBuilder, RootFsBuilder, ANNOTATION_REF_NAME,
+    Arch, ConfigBuilder, HistoryBuilder, ImageConfigurationBuilder, Os, RootFsBuilder,
 };
 
 use crate::error::BuildError;
-use crate::layer::{sha256_hex, Layer, LayerTree};
-use crate::layout::{self, canonical_json, Blob, DockerManifestEntry};
+use crate::image::{Blob, Form, Image, MEDIA_LAYER_GZIP, MEDIA_OCI_CONFIG};
+pub use crate::image::{ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
+use crate::layer::{Layer, LayerTree};
+use crate::layout::canonical_json;
+use crate::output::{self, Format};
 use crate::reference::Reference;
 use crate::spec::{rfc3339, EnvVar, ImageSpec, Platform};
 use crate::wasm::{self, WasmKind};
 
-/// The annotation containerd (and Docker's containerd store) take the image
-/// name from on import.
-pub const ANNOTATION_IMAGE_NAME: &str = "io.containerd.image.name";
 /// Where the WASM file goes in the image, and the default entrypoint.
 pub const WASM_GUEST_PATH: &str = "/app.wasm";
 /// `PATH` added unless `--env PATH=...` is given (Docker's default).
@@ -43,6 +40,8 @@ pub struct Built {
     pub platform: Platform,
     /// Module or component, for WASM images.
     pub wasm_kind: Option<WasmKind>,
+    /// Runnable image or wasm artifact.
+    pub form: Form,
     /// `sha256:...` of the image manifest (the image's identity).
     pub manifest_digest: String,
     /// `sha256:...` of the config (Docker's image ID).
@@ -54,48 +53,26 @@ pub struct Built {
 pub struct Assembled {
     /// Summary of the image.
     pub built: Built,
-    /// The single layer.
-    pub layer: Layer,
-    /// The image config JSON.
-    pub config_json: Vec<u8>,
-    /// The image manifest JSON.
-    pub manifest_json: Vec<u8>,
-    /// The layout's `index.json`.
-    pub index_json: Vec<u8>,
-    /// The docker-archive `manifest.json`.
-    pub docker_manifest_json: Vec<u8>,
+    /// The image itself.
+    pub image: Image,
     epoch: u64,
 }
 
 impl Assembled {
-    /// Writes the layout tar to `out` and returns it.
+    /// Writes the OCI layout tar to `out` and returns it.
     ///
     /// # Errors
     /// Any I/O error from `out`.
     pub fn write_to<W: Write>(&self, out: W) -> std::io::Result<W> {
-        let config_hex = hex_of(&self.built.config_digest);
-        let manifest_hex = hex_of(&self.built.manifest_digest);
-        let blobs = [
-            Blob {
-                digest_hex: &self.layer.digest_hex,
-                bytes: &self.layer.blob,
-            },
-            Blob {
-                digest_hex: config_hex,
-                bytes: &self.config_json,
-            },
-            Blob {
-                digest_hex: manifest_hex,
-                bytes: &self.manifest_json,
-            },
-        ];
-        layout::write_archive(
-            out,
-            &blobs,
-            &self.index_json,
-            &self.docker_manifest_json,
-            self.epoch,
-        )
+        output::oci_archive(&self.image, out, self.epoch)
+    }
+
+    /// Writes the image to `out` in `format`.
+    ///
+    /// # Errors
+    /// [`BuildError::Output`] if it cannot be written in that format.
+    pub fn write(&self, out: &Path, format: Format) -> Result<(), BuildError> {
+        Ok(output::write(&self.image, format, out, self.epoch)?)
     }
 }
 
@@ -105,8 +82,17 @@ impl Assembled {
 /// Any [`BuildError`] from [`assemble`], or [`BuildError::Write`] if the
 /// output cannot be written (no partial file is left behind).
 pub fn build(spec: &ImageSpec, out: &Path) -> Result<Built, BuildError> {
+    build_as(spec, out, Format::OciArchive)
+}
+
+/// Builds the image described by `spec` and writes it to `out` in `format`.
+///
+/// # Errors
+/// As [`build`], plus [`BuildError::Output`] for a format the image cannot
+/// take (an artifact as a docker-archive).
+pub fn build_as(spec: &ImageSpec, out: &Path, format: Format) -> Result<Built, BuildError> {
     let assembled = assemble(spec)?;
-    write_atomically(out, |file| assembled.write_to(file).map(drop))?;
+    assembled.write(out, format)?;
     Ok(assembled.built)
 }
 
@@ -120,10 +106,10 @@ pub fn assemble(spec: &ImageSpec) -> Result<Assembled, BuildError> {
     if reference.digest().is_some() {
         return Err(BuildError::DigestInName(reference.to_string()));
     }
-    let tag = reference
-        .tag()
-        .unwrap_or(crate::reference::DEFAULT_TAG)
-        .to_owned();
+    if spec.artifact {
+        let (image, info) = crate::artifact::assemble(spec)?;
+        return Ok(finish(spec, image, Some(info.kind)));
+    }
 
     let mut tree = LayerTree::new();
     for mapping in &spec.dirs {
@@ -163,55 +149,38 @@ pub fn assemble(spec: &ImageSpec) -> Result<Assembled, BuildError> {
     let layer = tree.write(spec.epoch)?;
 
     let config_json = config_json(spec, &platform, entrypoint, &layer)?;
-    let config_digest = format!("sha256:{}", sha256_hex(&config_json));
-    let manifest_json = manifest_json(&config_digest, &config_json, &layer)?;
-    let manifest_digest = format!("sha256:{}", sha256_hex(&manifest_json));
+    let layer_blob = Blob::new(MEDIA_LAYER_GZIP, layer.blob);
+    let mut image = Image::assemble(
+        Blob::new(MEDIA_OCI_CONFIG, config_json),
+        vec![(layer_blob, None)],
+        &spec.annotations,
+    )
+    .map_err(|source| BuildError::Encode {
+        what: "image manifest",
+        source,
+    })?;
+    image.name = Some(reference);
+    image.platform = Some(platform);
+    Ok(finish(spec, image, wasm_kind))
+}
 
-    let mut annotations = HashMap::new();
-    annotations.insert(ANNOTATION_IMAGE_NAME.to_owned(), reference.to_string());
-    annotations.insert(ANNOTATION_REF_NAME.to_owned(), tag);
-    let manifest_desc = DescriptorBuilder::default()
-        .media_type(MediaType::ImageManifest)
-        .digest(digest(&manifest_digest)?)
-        .size(manifest_json.len() as u64)
-        .annotations(annotations)
-        .platform(oci_platform(&platform)?)
-        .build()
-        .map_err(spec_error("index manifest descriptor"))?;
-    let index = ImageIndexBuilder::default()
-        .schema_version(2u32)
-        .media_type(MediaType::ImageIndex)
-        .manifests(vec![manifest_desc])
-        .build()
-        .map_err(spec_error("index"))?;
-    let index_json = encode("index.json", &index)?;
-
-    let docker_entry = DockerManifestEntry::new(
-        hex_of(&config_digest),
-        vec![reference.familiar()],
-        &[&layer.digest_hex],
-    );
-    let docker_manifest_json =
-        serde_json::to_vec(&[docker_entry]).map_err(|source| BuildError::Encode {
-            what: "manifest.json",
-            source,
-        })?;
-
-    Ok(Assembled {
-        built: Built {
-            reference,
-            platform,
-            wasm_kind,
-            manifest_digest,
-            config_digest,
-        },
-        layer,
-        config_json,
-        manifest_json,
-        index_json,
-        docker_manifest_json,
+fn finish(spec: &ImageSpec, image: Image, wasm_kind: Option<WasmKind>) -> Assembled {
+    let built = Built {
+        reference: spec.reference.clone(),
+        platform: image
+            .platform
+            .clone()
+            .unwrap_or_else(|| Platform::new("", "")),
+        wasm_kind,
+        form: image.form(),
+        manifest_digest: image.manifest.digest.clone(),
+        config_digest: image.config.digest.clone(),
+    };
+    Assembled {
+        built,
+        image,
         epoch: spec.epoch,
-    })
+    }
 }
 
 fn config_json(
@@ -255,33 +224,11 @@ fn config_json(
     if let Some(variant) = &platform.variant {
         image = image.variant(variant.clone());
     }
+    if let Some(author) = &spec.author {
+        image = image.author(author.clone());
+    }
     let image = image.build().map_err(spec_error("image config"))?;
     encode("image config", &image)
-}
-
-fn manifest_json(
-    config_digest: &str,
-    config_json: &[u8],
-    layer: &Layer,
-) -> Result<Vec<u8>, BuildError> {
-    let config = Descriptor::new(
-        MediaType::ImageConfig,
-        config_json.len() as u64,
-        digest(config_digest)?,
-    );
-    let layer = Descriptor::new(
-        MediaType::ImageLayerGzip,
-        layer.blob.len() as u64,
-        digest(&format!("sha256:{}", layer.digest_hex))?,
-    );
-    let manifest = ImageManifestBuilder::default()
-        .schema_version(2u32)
-        .media_type(MediaType::ImageManifest)
-        .config(config)
-        .layers(vec![layer])
-        .build()
-        .map_err(spec_error("manifest"))?;
-    encode("image manifest", &manifest)
 }
 
 /// `PATH` first (unless given), then the user's variables in order; a
@@ -302,22 +249,6 @@ fn environment(env: &[EnvVar]) -> Vec<String> {
     vars.iter().map(EnvVar::to_string).collect()
 }
 
-fn oci_platform(platform: &Platform) -> Result<oci_spec::image::Platform, BuildError> {
-    // `Other` writes the strings verbatim; oci-spec's own string mapping
-    // is lossy for some values (e.g. it turns "armbe" into "arm64be").
-    let mut builder = PlatformBuilder::default()
-        .os(Os::Other(platform.os.clone()))
-        .architecture(Arch::Other(platform.architecture.clone()));
-    if let Some(variant) = &platform.variant {
-        builder = builder.variant(variant.clone());
-    }
-    builder.build().map_err(spec_error("platform"))
-}
-
-fn digest(text: &str) -> Result<Digest, BuildError> {
-    Digest::from_str(text).map_err(spec_error("digest"))
-}
-
 fn encode<T: serde::Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>, BuildError> {
     canonical_json(value).map_err(|source| BuildError::Encode { what, source })
 }
@@ -326,49 +257,8 @@ fn spec_error(what: &'static str) -> impl Fn(oci_spec::OciSpecError) -> BuildErr
     move |source| BuildError::Spec { what, source }
 }
 
-fn hex_of(digest: &str) -> &str {
-    digest.strip_prefix("sha256:").unwrap_or(digest)
-}
-
 fn guest_rel(path: &str) -> &str {
     path.trim_start_matches('/')
-}
-
-/// Writes via a temporary file in the same directory and renames it into
-/// place, so readers never see a half-written archive and errors leave
-/// nothing behind.
-fn write_atomically(
-    out: &Path,
-    write: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
-) -> Result<(), BuildError> {
-    let fail = |source| BuildError::Write {
-        path: out.to_owned(),
-        source,
-    };
-    let Some(name) = out.file_name() else {
-        let reason = "the output path does not name a file";
-        return Err(fail(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            reason,
-        )));
-    };
-    let tmp: PathBuf = out.with_file_name(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut file = BufWriter::new(File::create(&tmp)?);
-        write(&mut file)?;
-        let file = file.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, out)
-    })();
-    if result.is_err() {
-        // Best effort: the original error is the one worth reporting.
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(fail)
 }
 
 #[cfg(test)]

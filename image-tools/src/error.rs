@@ -4,6 +4,7 @@
 use std::io;
 use std::path::PathBuf;
 
+use crate::output::OutputError;
 use crate::reference::ReferenceError;
 use crate::wasm::WasmError;
 
@@ -22,6 +23,12 @@ pub enum BuildError {
     /// A `--label` value without `=` or with an empty key.
     #[error("label {0:?} is not KEY=VALUE with a non-empty KEY")]
     BadLabel(String),
+    /// An `--annotation` value without `=` or with an empty key.
+    #[error("annotation {0:?} is not KEY=VALUE with a non-empty KEY")]
+    BadAnnotation(String),
+    /// An option that the chosen form or format cannot carry.
+    #[error("{0}")]
+    Unsupported(String),
     /// A `--dir` value that is not `HOST:GUEST` with an absolute GUEST.
     #[error("directory mapping {spec:?} is invalid: {reason}")]
     BadDir {
@@ -64,6 +71,9 @@ pub enum BuildError {
         /// What collided.
         reason: String,
     },
+    /// The image cannot be written in the chosen format, or writing failed.
+    #[error(transparent)]
+    Output(#[from] OutputError),
     /// Writing the output archive failed.
     #[error("cannot write {}: {source}", path.display())]
     Write {

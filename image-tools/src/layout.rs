@@ -3,8 +3,8 @@
 //! style `manifest.json` so the classic `docker load` path accepts it too.
 //!
 //! Archive order is fixed: `oci-layout`, the `blobs/` directories, blobs
-//! sorted by digest, `index.json`, `manifest.json`; every entry has uid/gid
-//! 0 and the same mtime, so equal inputs give equal bytes.
+//! sorted by digest, `index.json`, `manifest.json` (images only); every
+//! entry has uid/gid 0 and the same mtime, so equal inputs give equal bytes.
 
 use std::io::{self, Write};
 
@@ -91,7 +91,7 @@ pub fn write_archive<W: Write>(
     out: W,
     blobs: &[Blob<'_>],
     index_json: &[u8],
-    docker_manifest_json: &[u8],
+    docker_manifest_json: Option<&[u8]>,
     mtime: u64,
 ) -> io::Result<W> {
     let mut tar = tar::Builder::new(out);
@@ -106,7 +106,9 @@ pub fn write_archive<W: Write>(
         append_file(&mut tar, &blob_path(blob.digest_hex), blob.bytes, mtime)?;
     }
     append_file(&mut tar, "index.json", index_json, mtime)?;
-    append_file(&mut tar, "manifest.json", docker_manifest_json, mtime)?;
+    if let Some(docker) = docker_manifest_json {
+        append_file(&mut tar, "manifest.json", docker, mtime)?;
+    }
     tar.into_inner()
 }
 
@@ -121,7 +123,11 @@ fn header(entry_type: EntryType, mode: u32, size: u64, mtime: u64) -> Header {
     header
 }
 
-fn append_file<W: Write>(
+/// Appends a regular file (mode 0644, uid/gid 0) to `tar`.
+///
+/// # Errors
+/// Any I/O error from the underlying writer.
+pub fn append_file<W: Write>(
     tar: &mut tar::Builder<W>,
     path: &str,
     bytes: &[u8],
@@ -171,7 +177,7 @@ mod tests {
                 bytes: b"two",
             },
         ];
-        let bytes = write_archive(Vec::new(), &blobs, b"{}", b"[]", 42).unwrap();
+        let bytes = write_archive(Vec::new(), &blobs, b"{}", Some(b"[]"), 42).unwrap();
         let mut archive = tar::Archive::new(bytes.as_slice());
         let mut names = Vec::new();
         for entry in archive.entries().unwrap() {

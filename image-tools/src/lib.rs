@@ -3,14 +3,23 @@
 //!
 //! # Layout
 //!
-//! - [`reference`]: image names, normalised the way Docker and containerd
+//! - [`reference`](mod@reference): image names, normalised the way Docker and containerd
 //!   do (`hello` -> `docker.io/library/hello:latest`).
 //! - [`spec`]: what to build ([`ImageSpec`]) and parsers for the CLI's
 //!   `KEY=VALUE`, `HOST:GUEST` and `OS/ARCH` values.
 //! - [`wasm`]: module/component detection and validation.
+//! - [`describe`]: imports, exports, WASI version of a `.wasm` (pure).
 //! - [`layer`]: reproducible layer tars (sorted, normalised, fixed gzip).
 //! - [`layout`]: the OCI layout tar with a docker-archive `manifest.json`.
-//! - [`build`]: [`ImageSpec`] -> config, manifest, index -> archive.
+//! - [`image`]: an image in memory (manifest, config, layers) and the
+//!   OCI document types.
+//! - [`artifact`]: the CNCF wasm OCI artifact (config + raw wasm layer).
+//! - [`build`](mod@build): [`ImageSpec`] -> image or artifact.
+//! - [`output`]: writes an image as an OCI tar, OCI dir or docker-archive.
+//! - [`archive`]: reads a `.wasm`, OCI tar/dir or docker-archive back.
+//! - [`inspect`]: the `inspect` report (JSON and text).
+//! - [`registry`]: push/pull over the OCI distribution API (auth, retries).
+//! - [`import`]: loads an archive into containerd (`ctr`) or Docker.
 //! - [`error`]: the [`BuildError`] type.
 //!
 //! The image archive is byte-for-byte reproducible: the same inputs and
@@ -18,15 +27,28 @@
 //! crate; the gzip bytes depend on the deflate implementation pinned in
 //! `Cargo.lock`).
 
+pub mod archive;
+pub mod artifact;
 pub mod build;
+pub mod describe;
 pub mod error;
+pub mod image;
+pub mod import;
+pub mod inspect;
 pub mod layer;
 pub mod layout;
+pub mod output;
 pub mod reference;
+pub mod registry;
 pub mod spec;
 pub mod wasm;
 
-pub use build::{assemble, build, Assembled, Built};
+#[cfg(test)]
+mod testdata;
+
+pub use build::{assemble, build, build_as, Assembled, Built};
 pub use error::BuildError;
+pub use image::{Form, Image};
+pub use output::Format;
 pub use reference::Reference;
-pub use spec::{DirMapping, EnvVar, ImageSpec, Label, Platform};
+pub use spec::{Annotation, DirMapping, EnvVar, ImageSpec, Label, Platform};

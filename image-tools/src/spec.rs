@@ -31,6 +31,12 @@ pub struct ImageSpec {
     pub entrypoint: Option<String>,
     /// Seconds since the Unix epoch used for every timestamp.
     pub epoch: u64,
+    /// Manifest annotations (`--annotation`).
+    pub annotations: BTreeMap<String, String>,
+    /// The config's `author` (`--author`).
+    pub author: Option<String>,
+    /// Build the CNCF wasm OCI artifact instead of a runnable image.
+    pub artifact: bool,
 }
 
 impl ImageSpec {
@@ -46,6 +52,9 @@ impl ImageSpec {
             platform: None,
             entrypoint: None,
             epoch: 0,
+            annotations: BTreeMap::new(),
+            author: None,
+            artifact: false,
         }
     }
 }
@@ -102,6 +111,31 @@ impl FromStr for Label {
                 value: value.to_owned(),
             }),
             _ => Err(BuildError::BadLabel(s.to_owned())),
+        }
+    }
+}
+
+/// One `KEY=VALUE` manifest annotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Annotation {
+    /// The key (non-empty), e.g. `org.opencontainers.image.source`.
+    pub key: String,
+    /// The value.
+    pub value: String,
+}
+
+impl FromStr for Annotation {
+    type Err = BuildError;
+
+    /// # Errors
+    /// [`BuildError::BadAnnotation`] without `=` or with an empty key.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once('=') {
+            Some((key, value)) if !key.is_empty() => Ok(Self {
+                key: key.to_owned(),
+                value: value.to_owned(),
+            }),
+            _ => Err(BuildError::BadAnnotation(s.to_owned())),
         }
     }
 }
@@ -268,6 +302,12 @@ mod tests {
         assert!(err.contains("NOEQUALS") && err.contains("no '='"), "{err}");
         assert!("=x".parse::<EnvVar>().is_err());
         assert!("k".parse::<Label>().is_err());
+        let a: Annotation = "org.opencontainers.image.source=https://x/y"
+            .parse()
+            .unwrap();
+        assert_eq!(a.value, "https://x/y");
+        let err = "=v".parse::<Annotation>().unwrap_err().to_string();
+        assert!(err.contains("annotation"), "{err}");
     }
 
     #[test]

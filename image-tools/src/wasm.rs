@@ -5,10 +5,13 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use wasmparser::types::Types;
 use wasmparser::{Parser, Validator, WasmFeatures};
 
-/// The two kinds of WebAssembly binary the shim can run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The two kinds of WebAssembly binary the shim can run. Serialised as
+/// `"module"` / `"component"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum WasmKind {
     /// A core module (WASI preview 1).
     Module,
@@ -92,13 +95,14 @@ pub fn load(path: &Path) -> Result<WasmBinary, WasmError> {
 
 /// A [`WasmError`] before the file name is known.
 #[derive(Debug)]
-enum Problem {
+pub(crate) enum Problem {
     NotWasm(String),
     Invalid(WasmKind, String),
 }
 
 impl Problem {
-    fn at(self, path: &Path) -> WasmError {
+    /// The error for the file (or image path) at `path`.
+    pub(crate) fn at(self, path: &Path) -> WasmError {
         let path = path.to_owned();
         match self {
             Self::NotWasm(reason) => WasmError::NotWasm { path, reason },
@@ -108,6 +112,12 @@ impl Problem {
 }
 
 fn check(bytes: &[u8]) -> Result<WasmKind, Problem> {
+    validate(bytes).map(|(kind, _)| kind)
+}
+
+/// Detects the kind of `bytes` and validates them, returning the type
+/// information the validator collected (imports, exports and their types).
+pub(crate) fn validate(bytes: &[u8]) -> Result<(WasmKind, Types), Problem> {
     let kind = if Parser::is_component(bytes) {
         WasmKind::Component
     } else if Parser::is_core_wasm(bytes) {
@@ -126,10 +136,10 @@ fn check(bytes: &[u8]) -> Result<WasmKind, Problem> {
     // All proposals are enabled on purpose: this check is about catching
     // broken or truncated files; which proposals a runtime accepts is the
     // shim's decision, made when it loads the module.
-    Validator::new_with_features(WasmFeatures::all())
+    let types = Validator::new_with_features(WasmFeatures::all())
         .validate_all(bytes)
         .map_err(|e| Problem::Invalid(kind, e.to_string()))?;
-    Ok(kind)
+    Ok((kind, types))
 }
 
 #[cfg(test)]

@@ -124,3 +124,83 @@ fn bad_arguments_get_specific_messages() {
     assert!(text(&output.stderr).contains("--entrypoint"));
     assert!(!dir.path().join("out.tar").exists());
 }
+
+/// The new build flags: annotations reach the manifest, --artifact and
+/// --format pick the form, and a broken module leaves no output.
+#[test]
+fn build_forms_formats_and_annotations() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = wat::parse_str(
+        r#"(module (import "wasi_snapshot_preview1" "proc_exit" (func (param i32)))
+                   (func (export "_start")))"#,
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("m.wasm"), module).unwrap();
+    let run = |args: &[&str]| {
+        let mut all = vec!["image", "build", "m.wasm", "-t", "m:1"];
+        all.extend(args);
+        wasmpod(&all, None, dir.path())
+    };
+    let out = run(&[
+        "-o",
+        "a.tar",
+        "--artifact",
+        "--annotation",
+        "k=v",
+        "--author",
+        "me",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("(wasip1/wasm, wasm artifact)"));
+
+    let out = run(&["-o", "layout", "--format", "oci-dir"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(dir.path().join("layout/index.json").is_file());
+
+    let out = run(&["-o", "d.tar", "--format", "docker-archive", "--artifact"]);
+    assert!(text(&out.stderr).contains("cannot be written as a docker-archive"));
+    assert!(!dir.path().join("d.tar").exists());
+    let out = run(&["-o", "x.tar", "--format", "zip"]);
+    assert!(text(&out.stderr).contains("oci, oci-dir or docker-archive"));
+
+    let inspect = |target: &str, json: bool| {
+        let mut args = vec!["image", "inspect", target];
+        if json {
+            args.push("--json");
+        }
+        let out = wasmpod(&args, None, dir.path());
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let report: serde_json::Value = serde_json::from_str(&inspect("a.tar", true)).unwrap();
+    assert_eq!(report["form"], "artifact");
+    assert_eq!(report["annotations"]["k"], "v");
+    assert_eq!(report["author"], "me");
+    assert_eq!(report["wasm"]["wasi"], "preview1");
+    let text_report = inspect("layout", false);
+    assert!(
+        text_report.contains("wasi_snapshot_preview1: proc_exit"),
+        "{text_report}"
+    );
+    assert!(inspect("m.wasm", false).contains("form:       wasm"));
+
+    std::fs::write(dir.path().join("broken.wasm"), b"\0asm\x01\0\0\0\x01\x05").unwrap();
+    let out = wasmpod(
+        &[
+            "image",
+            "build",
+            "broken.wasm",
+            "-t",
+            "b:1",
+            "-o",
+            "b.tar",
+            "--artifact",
+        ],
+        None,
+        dir.path(),
+    );
+    assert!(text(&out.stderr).contains("broken.wasm is not a valid WebAssembly core module"));
+    assert!(!dir.path().join("b.tar").exists());
+    let out = wasmpod(&["image", "inspect", "nope.tar"], None, dir.path());
+    assert!(!out.status.success());
+}

@@ -6,10 +6,15 @@ use std::io::Read;
 use std::os::unix::fs::{symlink, PermissionsExt};
 
 use flate2::read::GzDecoder;
-use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest};
+use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest, MediaType};
 
 use super::*;
-use crate::layout::DockerManifestEntry;
+use crate::layer::sha256_hex;
+use crate::layout::{self, DockerManifestEntry};
+
+fn hex_of(digest: &str) -> &str {
+    digest.strip_prefix("sha256:").unwrap_or(digest)
+}
 
 fn module() -> Vec<u8> {
     wat::parse_str(r#"(module (func (export "_start")))"#).unwrap()
