@@ -9,7 +9,10 @@ use wasmpod_shim::{service::Service, RUNTIME_TYPE, VERSION};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "-v" || a == "--version" || a == "-version") {
+    if args
+        .iter()
+        .any(|a| a == "-v" || a == "--version" || a == "-version")
+    {
         println!("containerd-shim-wasmpod-v1 (wasmpod) {VERSION}");
         println!("runtime type: {RUNTIME_TYPE}");
         println!("wasmtime: {}", wasmpod_shim::engine::WASMTIME_VERSION);
@@ -34,7 +37,10 @@ fn main() {
         .enable_all()
         .build();
     match runtime {
-        Ok(rt) => rt.block_on(containerd_shim::asynchronous::run::<Service>(RUNTIME_TYPE, None)),
+        Ok(rt) => rt.block_on(containerd_shim::asynchronous::run::<Service>(
+            RUNTIME_TYPE,
+            None,
+        )),
         Err(e) => {
             eprintln!("containerd-shim-wasmpod-v1: cannot start the async runtime: {e}");
             std::process::exit(1);

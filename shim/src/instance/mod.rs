@@ -1,35 +1,30 @@
 //! A wasmpod container: the place where spec, engine, isolation and stdio meet.
 //!
-//! [`ContainerFactory::create`] reads the bundle, finds `process.args[0]` in the rootfs, decides
-//! what it is (wasm, ELF / `#!`, or neither: a clear error), loads and compiles wasm in the shim
-//! (cached), maps the spec to a WASI plan, and builds the Linux container whose init process
-//! runs the guest. Everything here is glue; the rules live in the modules it calls.
+//! [`ContainerFactory::create`] reads the bundle, stacks the rootfs, lets the [`Loader`] find and
+//! load `process.args[0]` (wasm, ELF / `#!`, or a clear error), opens the fifos, and builds the
+//! Linux container whose init process runs the workload. Execs go through the same loader with
+//! the exec's process, and join the container. Everything here is glue; the rules live in the
+//! modules it calls.
 
 mod guest;
+mod loader;
 
 use std::os::fd::RawFd;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::path::PathBuf;
+use std::sync::Arc;
 
-use log::{debug, warn};
+use log::warn;
 use oci_spec::runtime::{LinuxResources, Spec};
 
-use crate::engine::{EngineConfig, WasmEngine};
 use crate::error::Result;
-use crate::isolation::rootfs::{self, ProgramKind};
-use crate::isolation::{
-    CgroupStats, ContainerConfig, IsolationError, Layout, LinuxContainer, Workload,
-};
-use crate::spec;
-use crate::task::{CreateRequest, Instance, InstanceFactory};
-use guest::WasmGuest;
+use crate::isolation::rootfs;
+use crate::isolation::{CgroupStats, ContainerConfig, Layout, LinuxContainer, Workload};
+use crate::task::{CreateRequest, ExecProcess, ExecRequest, Instance, InstanceFactory};
+pub use loader::{Loader, CACHE_DIR_ENV};
 
-/// Where compiled modules are cached unless `WASMPOD_CACHE_DIR` says otherwise.
-pub const CACHE_DIR_ENV: &str = "WASMPOD_CACHE_DIR";
-
-/// Builds containers; holds the shim's one wasmtime engine, made on first use.
+/// Builds containers.
 pub struct ContainerFactory {
-    engine: OnceLock<Arc<WasmEngine>>,
+    loader: Arc<Loader>,
     log_fd: Option<RawFd>,
 }
 
@@ -37,90 +32,9 @@ impl ContainerFactory {
     /// A factory whose containers keep `log_fd` (the shim log) open for their failure reports.
     pub fn new(log_fd: Option<RawFd>) -> Self {
         Self {
-            engine: OnceLock::new(),
+            loader: Arc::new(Loader::default()),
             log_fd,
         }
-    }
-
-    fn engine(&self) -> Result<Arc<WasmEngine>> {
-        if let Some(engine) = self.engine.get() {
-            return Ok(engine.clone());
-        }
-        let config = match std::env::var_os(CACHE_DIR_ENV) {
-            Some(dir) => EngineConfig::with_cache_dir(PathBuf::from(dir)),
-            None => EngineConfig::default(),
-        };
-        let engine = Arc::new(WasmEngine::new(config)?);
-        Ok(self.engine.get_or_init(|| engine).clone())
-    }
-
-    fn workload(&self, id: &str, spec: &Spec, rootfs: &Path) -> Result<Workload> {
-        let process = spec
-            .process()
-            .as_ref()
-            .ok_or(spec::SpecError::MissingProcess)?;
-        let env = spec::parse_env(process.env().as_deref().unwrap_or_default())?;
-        let cwd = spec::guest_cwd(process.cwd())?;
-        let arg0 = process
-            .args()
-            .as_ref()
-            .and_then(|a| a.first())
-            .ok_or(spec::SpecError::EmptyArgs)?;
-        let (program_path, export) = spec::split_export(arg0)?;
-        let in_root = |p: &Path| rootfs::is_file_in_root(rootfs, p);
-        let path = spec::resolve_entrypoint(program_path, &env, &cwd, in_root)?;
-        rootfs::create_dir_in_root(rootfs, &cwd).map_err(|e| IsolationError::Rootfs {
-            path: cwd.clone(),
-            reason: format!("cannot create the working directory (process.cwd): {e}"),
-        })?;
-        let bytes = rootfs::read_in_root(rootfs, &path)?;
-        match rootfs::classify(&bytes) {
-            Some(ProgramKind::Native) => {
-                debug!("{id}: {} is a native program", path.display());
-                Ok(Workload::Exec)
-            }
-            Some(ProgramKind::Wasm) => {
-                let engine = self.engine()?;
-                let program = engine.load(&path, &bytes)?;
-                // A missing `_start` / `wasi:cli/run` / `#export` fails Create, not the container.
-                program.check_entry(export)?;
-                // Inside the container, after pivot_root, the rootfs is `/`. Bind mounts are not
-                // in place yet, so a mount destination is a file when its source is.
-                let mounts = spec.mounts().as_deref().unwrap_or_default();
-                let is_file = |p: &Path| match mounts.iter().rev().find(|m| m.destination() == p) {
-                    Some(m) => m.source().as_ref().is_some_and(|s| s.is_file()),
-                    None => in_root(p),
-                };
-                let plan = spec::plan_from_spec(spec, Path::new("/"), is_file)?;
-                debug!(
-                    "{id}: {} is a wasm {}, plan {plan:?}",
-                    path.display(),
-                    program.kind()
-                );
-                Ok(Workload::Guest(Arc::new(WasmGuest::new(
-                    id, engine, program, plan,
-                ))))
-            }
-            None => Err(IsolationError::NotRunnable {
-                path,
-                head: escape_head(&bytes),
-            }
-            .into()),
-        }
-    }
-}
-
-fn escape_head(bytes: &[u8]) -> String {
-    let head: String = bytes
-        .iter()
-        .take(8)
-        .flat_map(|b| std::ascii::escape_default(*b))
-        .map(char::from)
-        .collect();
-    if head.is_empty() {
-        "nothing: the file is empty".into()
-    } else {
-        format!("\"{head}\"")
     }
 }
 
@@ -141,22 +55,29 @@ impl InstanceFactory for ContainerFactory {
             .collect();
         rootfs::mount_all(&mounts, &rootfs)?;
         let mounted = !mounts.is_empty();
-        let built = self.workload(&req.id, &spec, &rootfs).and_then(|workload| {
-            let stdio = crate::stdio::open(&req.stdin, &req.stdout, &req.stderr)?;
-            Ok(LinuxContainer::create(ContainerConfig {
-                id: req.id.clone(),
-                bundle: req.bundle.clone(),
-                spec,
-                workload,
-                stdio,
-                log_fd: self.log_fd,
-            })?)
-        });
+        let built = self
+            .loader
+            .workload(&req.id, &spec, &rootfs)
+            .and_then(|workload| {
+                let stdio = crate::stdio::open(&req.stdin, &req.stdout, &req.stderr)?;
+                Ok(LinuxContainer::create(ContainerConfig {
+                    id: req.id.clone(),
+                    bundle: req.bundle.clone(),
+                    spec: spec.clone(),
+                    workload,
+                    stdio,
+                    log_fd: self.log_fd,
+                })?)
+            });
         match built {
             Ok(linux) => Ok(Container {
-                linux,
+                id: req.id.clone(),
+                linux: Arc::new(linux),
+                spec,
                 rootfs,
                 mounted,
+                loader: self.loader.clone(),
+                log_fd: self.log_fd,
             }),
             Err(e) => {
                 if mounted {
@@ -170,13 +91,18 @@ impl InstanceFactory for ContainerFactory {
 
 /// A built container.
 pub struct Container {
-    linux: LinuxContainer,
+    id: String,
+    linux: Arc<LinuxContainer>,
+    spec: Spec,
     rootfs: PathBuf,
     mounted: bool,
+    loader: Arc<Loader>,
+    log_fd: Option<RawFd>,
 }
 
 impl Instance for Container {
     type Stats = (Layout, CgroupStats);
+    type Exec = ContainerExec;
 
     fn pid(&self) -> u32 {
         self.linux.pid() as u32
@@ -217,5 +143,46 @@ impl Instance for Container {
             warn!("delete: {e}");
         }
         Ok(result?)
+    }
+
+    fn exec(&self, req: &ExecRequest) -> Result<ContainerExec> {
+        // The exec sees what the container sees (rootfs, mounts, network), with its own process.
+        let mut spec = self.spec.clone();
+        spec.set_process(Some(req.process.clone()));
+        let label = format!("{} exec {}", self.id, req.exec_id);
+        let workload = self.loader.workload(&label, &spec, &self.rootfs)?;
+        Ok(ContainerExec {
+            linux: self.linux.clone(),
+            request: req.clone(),
+            workload,
+            log_fd: self.log_fd,
+        })
+    }
+}
+
+/// A prepared exec.
+pub struct ContainerExec {
+    linux: Arc<LinuxContainer>,
+    request: ExecRequest,
+    workload: Workload,
+    log_fd: Option<RawFd>,
+}
+
+impl ExecProcess for ContainerExec {
+    fn start(&self) -> Result<u32> {
+        let r = &self.request;
+        let stdio = crate::stdio::open(&r.stdin, &r.stdout, &r.stderr)?;
+        let pid = self.linux.exec(
+            &r.exec_id,
+            &r.process,
+            self.workload.clone(),
+            stdio,
+            self.log_fd,
+        )?;
+        Ok(pid as u32)
+    }
+
+    fn kill(&self, pid: u32, signal: u32) -> Result<()> {
+        Ok(crate::isolation::signal(pid as i32, signal)?)
     }
 }

@@ -11,7 +11,7 @@ use libcontainer::syscall::syscall::SyscallType;
 use log::{debug, warn};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use oci_spec::runtime::{LinuxResources, Spec};
+use oci_spec::runtime::{LinuxResources, Process, Spec};
 
 use super::bundle::{self, PreparedBundle};
 use super::cgroup::{Cgroup, CgroupStats};
@@ -38,6 +38,7 @@ pub struct ContainerConfig {
 pub struct LinuxContainer {
     id: String,
     bundle: PathBuf,
+    state_root: PathBuf,
     pid: i32,
     cgroup: Cgroup,
     inner: Mutex<Container>,
@@ -106,6 +107,7 @@ impl LinuxContainer {
         );
         Ok(Self {
             cgroup: Cgroup::new(prepared.cgroup_path.clone(), &id),
+            state_root: prepared.state_root.clone(),
             id,
             bundle,
             pid: pid.as_raw(),
@@ -150,11 +152,7 @@ impl LinuxContainer {
     /// # Errors
     /// Unknown signal, or delivery failed for init.
     pub fn kill(&self, signal: u32, all: bool) -> Result<(), IsolationError> {
-        let sig = Signal::try_from(signal as i32).map_err(|e| IsolationError::Signal {
-            signal,
-            pid: self.pid,
-            reason: e.to_string(),
-        })?;
+        let sig = parse_signal(signal, self.pid)?;
         if all {
             for pid in self.cgroup.pids().unwrap_or_default() {
                 let _ = kill(Pid::from_raw(pid), sig);
@@ -219,6 +217,51 @@ impl LinuxContainer {
         None
     }
 
+    /// Runs `process` inside this container (its namespaces, cgroup and rootfs), as
+    /// `ctr task exec` / `docker exec` do; returns its pid. The process is a child of the shim.
+    ///
+    /// # Errors
+    /// libcontainer could not join the container or start the process.
+    pub fn exec(
+        &self,
+        exec_id: &str,
+        process: &Process,
+        workload: Workload,
+        stdio: [Option<OwnedFd>; 3],
+        log_fd: Option<RawFd>,
+    ) -> Result<i32, IsolationError> {
+        let err = |e: &dyn std::error::Error| IsolationError::Container {
+            id: self.id.clone(),
+            action: "exec",
+            reason: chain(e),
+        };
+        // libcontainer reads the exec's process from a file.
+        let file = self
+            .bundle
+            .join(bundle::PRIVATE_DIR)
+            .join(format!("exec-{}.json", sanitize(exec_id)));
+        let json = serde_json::to_vec(process).map_err(|e| err(&e))?;
+        std::fs::write(&file, json).map_err(|e| err(&e))?;
+        let id = self.id.clone();
+        let state_root = self.state_root.clone();
+        let executor = WorkloadExecutor { workload, log_fd };
+        let process_file = file.clone();
+        let built = std::thread::Builder::new()
+            .name("wasmpod-exec".into())
+            .spawn(move || build_exec(&id, &state_root, executor, stdio, process_file))
+            .map_err(|e| err(&e))?
+            .join()
+            .map_err(|_| IsolationError::Container {
+                id: self.id.clone(),
+                action: "exec",
+                reason: "the exec builder thread panicked".into(),
+            });
+        // SAFETY: prctl with plain integer arguments (see `create`).
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
+        let _ = std::fs::remove_file(&file);
+        built?
+    }
+
     /// Kills what is left, removes the cgroup and libcontainer's state.
     ///
     /// # Errors
@@ -245,18 +288,7 @@ fn build(
         reason: chain(e),
     };
     let [stdin, stdout, stderr] = stdio;
-    let devnull = || {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/null")
-    };
-    let or_null = |fd: Option<OwnedFd>| -> Result<OwnedFd, IsolationError> {
-        match fd {
-            Some(fd) => Ok(fd),
-            None => devnull().map(OwnedFd::from).map_err(|e| err(&e)),
-        }
-    };
+    let or_null = |fd: Option<OwnedFd>| or_devnull(fd).map_err(|e| err(&e));
     ContainerBuilder::new(id.to_string(), SyscallType::Linux)
         .with_root_path(&prepared.state_root)
         .map_err(|e| err(&e))?
@@ -271,6 +303,81 @@ fn build(
         .with_detach(true)
         .build()
         .map_err(|e| err(&e))
+}
+
+fn build_exec(
+    id: &str,
+    state_root: &Path,
+    executor: WorkloadExecutor,
+    stdio: [Option<OwnedFd>; 3],
+    process_file: PathBuf,
+) -> Result<i32, IsolationError> {
+    let err = |e: &dyn std::error::Error| IsolationError::Container {
+        id: id.to_string(),
+        action: "exec",
+        reason: chain(e),
+    };
+    let [stdin, stdout, stderr] = stdio;
+    let or_null = |fd: Option<OwnedFd>| or_devnull(fd).map_err(|e| err(&e));
+    let pid = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
+        .with_root_path(state_root)
+        .map_err(|e| err(&e))?
+        .with_executor(executor)
+        .with_stdin(or_null(stdin)?)
+        .with_stdout(or_null(stdout)?)
+        .with_stderr(or_null(stderr)?)
+        .as_tenant()
+        .with_detach(true)
+        .with_process(Some(process_file))
+        .build()
+        .map_err(|e| err(&e))?;
+    Ok(pid.as_raw())
+}
+
+fn parse_signal(signal: u32, pid: i32) -> Result<Signal, IsolationError> {
+    Signal::try_from(signal as i32).map_err(|e| IsolationError::Signal {
+        signal,
+        pid,
+        reason: e.to_string(),
+    })
+}
+
+/// Sends `signal` to one process (an exec).
+///
+/// # Errors
+/// Unknown signal or delivery failed.
+pub fn signal(pid: i32, signal: u32) -> Result<(), IsolationError> {
+    kill(Pid::from_raw(pid), parse_signal(signal, pid)?).map_err(|e| IsolationError::Signal {
+        signal,
+        pid,
+        reason: e.to_string(),
+    })
+}
+
+/// The fd itself, or /dev/null when the stream was not asked for.
+fn or_devnull(fd: Option<OwnedFd>) -> std::io::Result<OwnedFd> {
+    match fd {
+        Some(fd) => Ok(fd),
+        None => std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+            .map(OwnedFd::from),
+    }
+}
+
+/// An exec id as a file name: anything but `[A-Za-z0-9_.-]` becomes `_`.
+fn sanitize(exec_id: &str) -> String {
+    exec_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_.-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// Undo a failed build: libcontainer may have left a state dir, a cgroup or a process.

@@ -110,14 +110,19 @@ fn make_clean_init(keep: Vec<RawFd>) {
     }
 }
 
-/// Closes every descriptor from `first` up, except those in `keep` and tokio's signal pipe.
+/// Closes every descriptor from `first` up, except those in `keep` and tokio's signal pipe,
+/// which is replaced by a private one.
 ///
 /// tokio keeps one process-wide socketpair for signal delivery, created in the shim before the
 /// fork; any tokio runtime built later in this process (wasmtime-wasi builds one for its
 /// blocking calls) dups it and fails if it was closed. It is recognised as an AF_UNIX socket
 /// bound to no address and connected to no address, which no containerd socket or fifo is.
+/// It must not stay *shared* either: the shim's signal handler writes its SIGCHLD wake-ups
+/// into it, and a runtime here would read them, leaving the shim's children unreaped.
 fn close_fds_except(first: RawFd, mut keep: Vec<RawFd>) {
-    keep.extend(unnamed_socketpairs(first));
+    let pairs = unnamed_socketpairs(first);
+    replace_with_private_pairs(&pairs);
+    keep.extend(pairs);
     keep.retain(|&fd| fd >= first);
     keep.sort_unstable();
     keep.dedup();
@@ -130,6 +135,31 @@ fn close_fds_except(first: RawFd, mut keep: Vec<RawFd>) {
         low = fd + 1;
     }
     close_range(low, u32::MAX);
+}
+
+/// Puts fresh socketpairs at the numbers of `fds`, connecting them two by two (tokio creates
+/// its sender and receiver together, so they are neighbours); an odd last one gets a pair whose
+/// other end stays open, unused.
+fn replace_with_private_pairs(fds: &[RawFd]) {
+    for chunk in fds.chunks(2) {
+        let mut pair = [0 as libc::c_int; 2];
+        // SAFETY: socketpair writes two fds into `pair`; dup2 onto fds we own in this process.
+        unsafe {
+            if libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+                0,
+                pair.as_mut_ptr(),
+            ) != 0
+            {
+                continue;
+            }
+            for (new, &old) in pair.iter().zip(chunk) {
+                libc::dup3(*new, old, libc::O_CLOEXEC);
+                libc::close(*new);
+            }
+        }
+    }
 }
 
 fn unnamed_socketpairs(first: RawFd) -> Vec<RawFd> {

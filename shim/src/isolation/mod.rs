@@ -17,7 +17,7 @@ pub mod rootfs;
 pub use bundle::load_spec;
 pub use cgroup::{CgroupStats, Layout};
 pub use cgroup_path::cgroupfs_path;
-pub use container::{remove_leftovers, ContainerConfig, LinuxContainer};
+pub use container::{remove_leftovers, signal, ContainerConfig, LinuxContainer};
 pub use executor::{Guest, Workload};
 
 use std::path::PathBuf;

@@ -3,7 +3,8 @@
 use std::time::SystemTime;
 
 use containerd_shim::protos::events::task::{
-    TaskCreate, TaskDelete, TaskExit, TaskIO, TaskPaused, TaskResumed, TaskStart,
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskPaused,
+    TaskResumed, TaskStart,
 };
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::protobuf::MessageDyn;
@@ -74,11 +75,39 @@ pub fn to_proto(event: Event) -> (&'static str, Box<dyn MessageDyn>) {
                 ..Default::default()
             }),
         ),
-        Event::Exited { id, pid, code, at } => (
+        Event::ExecAdded { id, exec_id } => (
+            topics::TASK_EXEC_ADDED_EVENT_TOPIC,
+            Box::new(TaskExecAdded {
+                container_id: id,
+                exec_id,
+                ..Default::default()
+            }),
+        ),
+        Event::ExecStarted { id, exec_id, pid } => (
+            topics::TASK_EXEC_STARTED_EVENT_TOPIC,
+            Box::new(TaskExecStarted {
+                container_id: id,
+                exec_id,
+                pid,
+                ..Default::default()
+            }),
+        ),
+        Event::Exited {
+            id,
+            exec_id,
+            pid,
+            code,
+            at,
+        } => (
             topics::TASK_EXIT_EVENT_TOPIC,
             Box::new(TaskExit {
-                container_id: id.clone(),
-                id,
+                // containerd names an exec by its exec id, the init process by the container id.
+                id: if exec_id.is_empty() {
+                    id.clone()
+                } else {
+                    exec_id
+                },
+                container_id: id,
                 pid,
                 exit_status: code,
                 exited_at: Some(timestamp(at)).into(),
@@ -136,6 +165,7 @@ mod tests {
         let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1500);
         let (topic, message) = to_proto(Event::Exited {
             id: "c".into(),
+            exec_id: "e1".into(),
             pid: 9,
             code: 143,
             at,
@@ -143,6 +173,7 @@ mod tests {
         assert_eq!(topic, "/tasks/exit");
         let exit = message.downcast_ref::<TaskExit>().unwrap();
         assert_eq!((exit.exit_status, exit.pid), (143, 9));
+        assert_eq!((exit.container_id.as_str(), exit.id.as_str()), ("c", "e1"));
         assert_eq!(exit.exited_at.seconds, 1);
         assert_eq!(exit.exited_at.nanos, 500_000_000);
     }

@@ -21,7 +21,7 @@ use super::events::{timestamp, Publisher};
 use super::metrics;
 use crate::error::{Error, Result};
 use crate::instance::ContainerFactory;
-use crate::task::{CreateRequest, RootfsMount, Tasks};
+use crate::task::{CreateRequest, ExecRequest, RootfsMount, Tasks};
 
 /// The tasks of this shim, as containerd sees them.
 pub type ShimTasks = Tasks<ContainerFactory, Publisher>;
@@ -40,13 +40,29 @@ impl TaskService {
     }
 }
 
-/// Execs arrive with their own issue; until then they are refused by name.
-fn no_exec(exec_id: &str) -> Result<()> {
-    if exec_id.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::Unimplemented("exec"))
+/// containerd sends an exec's process as the JSON of a runtime-spec `Process`.
+fn exec_request(req: &ExecProcessRequest) -> Result<ExecRequest> {
+    if req.exec_id.is_empty() {
+        return Err(Error::InvalidArgument("exec: the exec id is empty".into()));
     }
+    let value = req
+        .spec
+        .as_ref()
+        .map(|any| any.value.as_slice())
+        .unwrap_or_default();
+    let process = serde_json::from_slice(value).map_err(|e| {
+        Error::InvalidArgument(format!(
+            "exec {}: the process spec is not valid JSON: {e}",
+            req.exec_id
+        ))
+    })?;
+    Ok(ExecRequest {
+        exec_id: req.exec_id.clone(),
+        process,
+        stdin: req.stdin.clone(),
+        stdout: req.stdout.clone(),
+        stderr: req.stderr.clone(),
+    })
 }
 
 fn status(s: crate::task::Status) -> Status {
@@ -115,8 +131,10 @@ impl Task for TaskService {
     }
 
     async fn start(&self, _: &TtrpcContext, req: StartRequest) -> TtrpcResult<StartResponse> {
-        no_exec(&req.exec_id)?;
-        let pid = self.tasks.start(&req.id).await?;
+        let pid = match req.exec_id.as_str() {
+            "" => self.tasks.start(&req.id).await?,
+            exec_id => self.tasks.start_exec(&req.id, exec_id).await?,
+        };
         Ok(StartResponse {
             pid,
             ..Default::default()
@@ -124,8 +142,10 @@ impl Task for TaskService {
     }
 
     async fn state(&self, _: &TtrpcContext, req: StateRequest) -> TtrpcResult<StateResponse> {
-        no_exec(&req.exec_id)?;
-        let s = self.tasks.state(&req.id)?;
+        let s = match req.exec_id.as_str() {
+            "" => self.tasks.state(&req.id)?,
+            exec_id => self.tasks.exec_state(&req.id, exec_id)?,
+        };
         let [stdin, stdout, stderr] = s.stdio;
         Ok(StateResponse {
             id: s.id,
@@ -137,19 +157,24 @@ impl Task for TaskService {
             stderr,
             exit_status: s.exit.map(|e| e.code).unwrap_or_default(),
             exited_at: s.exit.map(|e| timestamp(e.at)).into(),
+            exec_id: s.exec_id,
             ..Default::default()
         })
     }
 
     async fn kill(&self, _: &TtrpcContext, req: KillRequest) -> TtrpcResult<Empty> {
-        no_exec(&req.exec_id)?;
-        self.tasks.kill(&req.id, req.signal, req.all).await?;
+        match req.exec_id.as_str() {
+            "" => self.tasks.kill(&req.id, req.signal, req.all).await?,
+            exec_id => self.tasks.kill_exec(&req.id, exec_id, req.signal).await?,
+        }
         Ok(Empty::new())
     }
 
     async fn wait(&self, _: &TtrpcContext, req: WaitRequest) -> TtrpcResult<WaitResponse> {
-        no_exec(&req.exec_id)?;
-        let exit = self.tasks.wait(&req.id).await?;
+        let exit = match req.exec_id.as_str() {
+            "" => self.tasks.wait(&req.id).await?,
+            exec_id => self.tasks.wait_exec(&req.id, exec_id).await?,
+        };
         Ok(WaitResponse {
             exit_status: exit.code,
             exited_at: Some(timestamp(exit.at)).into(),
@@ -158,8 +183,10 @@ impl Task for TaskService {
     }
 
     async fn delete(&self, _: &TtrpcContext, req: DeleteRequest) -> TtrpcResult<DeleteResponse> {
-        no_exec(&req.exec_id)?;
-        let (pid, exit) = self.tasks.delete(&req.id).await?;
+        let (pid, exit) = match req.exec_id.as_str() {
+            "" => self.tasks.delete(&req.id).await?,
+            exec_id => self.tasks.delete_exec(&req.id, exec_id)?,
+        };
         Ok(DeleteResponse {
             pid,
             exit_status: exit.code,
@@ -206,13 +233,21 @@ impl Task for TaskService {
     }
 
     async fn close_io(&self, _: &TtrpcContext, req: CloseIORequest) -> TtrpcResult<Empty> {
-        no_exec(&req.exec_id)?;
-        self.tasks.close_stdin(&req.id)?;
+        // stdin fifos go straight to the process (init or exec): containerd closing its end is
+        // the whole of CloseIO. Unknown ids are still refused.
+        match req.exec_id.as_str() {
+            "" => self.tasks.close_stdin(&req.id)?,
+            exec_id => drop(self.tasks.exec_state(&req.id, exec_id)?),
+        }
         Ok(Empty::new())
     }
 
-    async fn exec(&self, _: &TtrpcContext, _: ExecProcessRequest) -> TtrpcResult<Empty> {
-        Err(Error::Unimplemented("exec").into())
+    async fn exec(&self, _: &TtrpcContext, req: ExecProcessRequest) -> TtrpcResult<Empty> {
+        if req.terminal {
+            return Err(Error::Unimplemented("a terminal for exec (-t)").into());
+        }
+        self.tasks.exec(&req.id, exec_request(&req)?).await?;
+        Ok(Empty::new())
     }
 
     async fn resize_pty(&self, _: &TtrpcContext, _: ResizePtyRequest) -> TtrpcResult<Empty> {
@@ -279,10 +314,29 @@ mod tests {
     }
 
     #[test]
-    fn exec_ids_are_refused_by_name() {
-        let err = no_exec("e1").unwrap_err();
-        assert_eq!(err.to_string(), "exec is not supported by wasmpod");
-        assert!(no_exec("").is_ok());
+    fn exec_process_json_is_parsed_and_errors_name_the_exec() {
+        let mut req = ExecProcessRequest {
+            exec_id: "e1".into(),
+            spec: Some(Any {
+                value: br#"{"args":["/bin/tool.wasm","x"],"cwd":"/","user":{"uid":0,"gid":0}}"#
+                    .to_vec(),
+                ..Default::default()
+            })
+            .into(),
+            ..Default::default()
+        };
+        let exec = exec_request(&req).unwrap();
+        assert_eq!(exec.process.args().as_ref().unwrap()[0], "/bin/tool.wasm");
+        req.spec = Some(Any {
+            value: b"{".to_vec(),
+            ..Default::default()
+        })
+        .into();
+        let err = exec_request(&req).unwrap_err();
+        assert!(
+            err.to_string().contains("exec e1: the process spec"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -6,13 +6,17 @@
 //! plug in a fake) and reports [`Event`]s to an [`EventSink`] (containerd's publisher, or a
 //! channel in tests). It must not know ttrpc, protobuf or wasmtime.
 
+mod api;
+mod exec;
+mod process;
 mod registry;
 mod state;
 
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-pub use registry::{CreateRequest, Instance, InstanceFactory, RootfsMount, TaskState, Tasks};
+pub use api::{CreateRequest, ExecProcess, ExecRequest, Instance, InstanceFactory, RootfsMount};
+pub use registry::{TaskState, Tasks};
 pub use state::{Exit, Lifecycle, Status};
 
 /// Lifecycle errors: the caller asked for something the task's state does not allow.
@@ -55,10 +59,28 @@ pub enum Event {
         /// Init pid.
         pid: u32,
     },
-    /// The init process ended (TaskExit).
+    /// An exec was registered (TaskExecAdded).
+    ExecAdded {
+        /// Container id.
+        id: String,
+        /// Exec id.
+        exec_id: String,
+    },
+    /// An exec was started (TaskExecStarted).
+    ExecStarted {
+        /// Container id.
+        id: String,
+        /// Exec id.
+        exec_id: String,
+        /// Its pid.
+        pid: u32,
+    },
+    /// The init process or an exec ended (TaskExit).
     Exited {
         /// Container id.
         id: String,
+        /// Exec id; empty for the init process.
+        exec_id: String,
         /// Init pid.
         pid: u32,
         /// Exit status.

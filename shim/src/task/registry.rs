@@ -10,8 +10,9 @@ use std::time::{Duration, SystemTime};
 
 use log::{info, warn};
 use oci_spec::runtime::LinuxResources;
-use tokio::sync::watch;
 
+use super::api::{CreateRequest, Instance, InstanceFactory};
+use super::process::Slot;
 use super::{Event, EventSink, Exit, Lifecycle, Status, TaskError};
 use crate::error::{Error, Result};
 
@@ -20,113 +21,40 @@ const REAP_GRACE: Duration = Duration::from_secs(5);
 /// Exits of pids nobody claimed yet are kept this many at most (a failed create's child).
 const MAX_UNCLAIMED_EXITS: usize = 64;
 
-/// What Create needs, free of protocol types.
-#[derive(Debug, Clone, Default)]
-pub struct CreateRequest {
-    /// Container id.
-    pub id: String,
-    /// OCI bundle directory (holds config.json and rootfs/).
-    pub bundle: PathBuf,
-    /// Mounts containerd asks the shim to stack on `bundle/rootfs` (type, source, options).
-    pub rootfs: Vec<RootfsMount>,
-    /// stdin fifo path, empty for none.
-    pub stdin: String,
-    /// stdout fifo path, empty for none.
-    pub stdout: String,
-    /// stderr fifo path, empty for none.
-    pub stderr: String,
-    /// A terminal was asked for.
-    pub terminal: bool,
-}
-
-/// One rootfs mount from containerd (usually overlay).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RootfsMount {
-    /// Filesystem type, e.g. `overlay`.
-    pub kind: String,
-    /// Source, e.g. `overlay`.
-    pub source: String,
-    /// Options such as `lowerdir=...`.
-    pub options: Vec<String>,
-}
-
-/// A running (or ready) container as the task layer sees it.
-pub trait Instance: Send + Sync + 'static {
-    /// Resource usage as the isolation layer reports it.
-    type Stats: Send;
-    /// Pid of the init process, in the shim's pid namespace.
-    fn pid(&self) -> u32;
-    /// Lets the program run.
-    ///
-    /// # Errors
-    /// The container could not be told to start.
-    fn start(&self) -> Result<()>;
-    /// Sends `signal` to the init process, or to every process of the container with `all`.
-    ///
-    /// # Errors
-    /// Delivery failed.
-    fn kill(&self, signal: u32, all: bool) -> Result<()>;
-    /// Freezes every process.
-    ///
-    /// # Errors
-    /// The freezer could not be set.
-    fn pause(&self) -> Result<()>;
-    /// Thaws.
-    ///
-    /// # Errors
-    /// The freezer could not be set.
-    fn resume(&self) -> Result<()>;
-    /// Pids of every process in the container.
-    ///
-    /// # Errors
-    /// The cgroup could not be read.
-    fn pids(&self) -> Result<Vec<u32>>;
-    /// Resource usage.
-    ///
-    /// # Errors
-    /// The cgroup could not be read.
-    fn stats(&self) -> Result<Self::Stats>;
-    /// Applies new resource limits.
-    ///
-    /// # Errors
-    /// The cgroup refused them.
-    fn update(&self, resources: &LinuxResources) -> Result<()>;
-    /// Closes the program's stdin so it reads end-of-file.
-    fn close_stdin(&self);
-    /// Why the process ended, when the container knows more than the status (e.g. OOM kill).
-    fn exit_reason(&self, code: u32) -> Option<String>;
-    /// Releases everything the container holds: processes, cgroup, mounts, state.
-    ///
-    /// # Errors
-    /// Something could not be removed; what could be was.
-    fn delete(&self) -> Result<()>;
-}
-
-/// Builds instances; the real one is slow (fork, compile) and is run off the async threads.
-pub trait InstanceFactory: Send + Sync + 'static {
-    /// The instance type.
-    type Instance: Instance;
-    /// Builds a container in the Created state.
-    ///
-    /// # Errors
-    /// Bad spec, bad program or isolation failure, with nothing left behind.
-    fn create(&self, req: &CreateRequest) -> Result<Self::Instance>;
-}
-
-struct Task<I> {
-    id: String,
+/// One container: its init process and its execs.
+pub(super) struct Task<I: Instance> {
+    pub(super) id: String,
     bundle: PathBuf,
-    stdio: [String; 3],
-    instance: I,
-    lifecycle: Mutex<Lifecycle>,
-    exit: watch::Sender<Option<Exit>>,
+    pub(super) instance: I,
+    pub(super) init: Slot,
+    pub(super) execs: Mutex<HashMap<String, Arc<ExecEntry<I::Exec>>>>,
 }
 
-impl<I> Task<I> {
+/// One exec of a container.
+pub(super) struct ExecEntry<P> {
+    pub(super) process: P,
+    pub(super) slot: Slot,
+}
+
+impl<I: Instance> Task<I> {
     fn lifecycle(&self) -> MutexGuard<'_, Lifecycle> {
-        self.lifecycle
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.init.lifecycle()
+    }
+
+    /// The bundle directory.
+    pub(super) fn bundle(&self) -> &std::path::Path {
+        &self.bundle
+    }
+
+    /// The exec with this id.
+    ///
+    /// # Errors
+    /// [`TaskError::NotFound`].
+    pub(super) fn exec(&self, exec_id: &str) -> Result<Arc<ExecEntry<I::Exec>>> {
+        lock(&self.execs)
+            .get(exec_id)
+            .cloned()
+            .ok_or_else(|| TaskError::NotFound(format!("{} exec {exec_id}", self.id)).into())
     }
 }
 
@@ -145,21 +73,25 @@ pub struct TaskState {
     pub exit: Option<Exit>,
     /// stdin, stdout, stderr paths.
     pub stdio: [String; 3],
+    /// Exec id; empty for the init process.
+    pub exec_id: String,
 }
 
 /// The registry and its operations.
 pub struct Tasks<F: InstanceFactory, E: EventSink> {
     factory: Arc<F>,
-    events: E,
-    tasks: Mutex<HashMap<String, Arc<Task<F::Instance>>>>,
+    pub(super) events: E,
+    pub(super) tasks: Mutex<HashMap<String, Arc<Task<F::Instance>>>>,
     unclaimed_exits: Mutex<HashMap<u32, Exit>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+pub(super) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Error::io("blocking task failed", std::io::Error::other(e)))?
@@ -176,7 +108,7 @@ impl<F: InstanceFactory, E: EventSink> Tasks<F, E> {
         }
     }
 
-    fn get(&self, id: &str) -> Result<Arc<Task<F::Instance>>> {
+    pub(super) fn get(&self, id: &str) -> Result<Arc<Task<F::Instance>>> {
         lock(&self.tasks)
             .get(id)
             .cloned()
@@ -203,10 +135,9 @@ impl<F: InstanceFactory, E: EventSink> Tasks<F, E> {
         let task = Arc::new(Task {
             id: req.id.clone(),
             bundle: req.bundle.clone(),
-            stdio: [req.stdin, req.stdout, req.stderr],
+            init: Slot::new(pid, [req.stdin, req.stdout, req.stderr]),
             instance,
-            lifecycle: Mutex::new(Lifecycle::default()),
-            exit: watch::channel(None).0,
+            execs: Mutex::new(HashMap::new()),
         });
         let raced = {
             let mut tasks = lock(&self.tasks);
@@ -220,7 +151,7 @@ impl<F: InstanceFactory, E: EventSink> Tasks<F, E> {
             self.discard(task).await;
             return Err(TaskError::AlreadyExists(req.id).into());
         }
-        let early_exit = lock(&self.unclaimed_exits).remove(&pid);
+        let early_exit = self.take_unclaimed_exit(pid);
         if let Some(exit) = early_exit {
             self.record_exit(&task, exit).await;
         }
@@ -230,7 +161,7 @@ impl<F: InstanceFactory, E: EventSink> Tasks<F, E> {
                 id: task.id.clone(),
                 bundle: task.bundle.clone(),
                 pid,
-                stdio: task.stdio.clone(),
+                stdio: task.init.stdio.clone(),
             })
             .await;
         Ok(pid)
@@ -294,18 +225,8 @@ impl<F: InstanceFactory, E: EventSink> Tasks<F, E> {
     /// # Errors
     /// Unknown id.
     pub async fn wait(&self, id: &str) -> Result<Exit> {
-        let mut rx = self.get(id)?.exit.subscribe();
-        loop {
-            if let Some(exit) = *rx.borrow_and_update() {
-                return Ok(exit);
-            }
-            if rx.changed().await.is_err() {
-                // The task was deleted while we waited; its exit was recorded before that.
-                return rx
-                    .borrow()
-                    .ok_or_else(|| TaskError::NotFound(id.into()).into());
-            }
-        }
+        let task = self.get(id)?;
+        Ok(task.init.wait().await)
     }
 
     /// The task's state.
@@ -321,7 +242,8 @@ impl<F: InstanceFactory, E: EventSink> Tasks<F, E> {
             pid: task.instance.pid(),
             status: lifecycle.status(),
             exit: lifecycle.exit(),
-            stdio: task.stdio.clone(),
+            stdio: task.init.stdio.clone(),
+            exec_id: String::new(),
         })
     }
 
@@ -407,8 +329,7 @@ impl<F: InstanceFactory, E: EventSink> Tasks<F, E> {
             // exit status is real and no process outlives the task.
             let t = task.clone();
             blocking(move || t.instance.kill(libc::SIGKILL as u32, true)).await?;
-            let mut rx = task.exit.subscribe();
-            let _ = tokio::time::timeout(REAP_GRACE, rx.wait_for(Option::is_some)).await;
+            let _ = tokio::time::timeout(REAP_GRACE, task.init.wait()).await;
         }
         let t = task.clone();
         blocking(move || t.instance.delete()).await?;
@@ -430,6 +351,11 @@ impl<F: InstanceFactory, E: EventSink> Tasks<F, E> {
         Ok((pid, exit))
     }
 
+    /// The exit of `pid` if the reaper saw it before anyone claimed the pid.
+    pub(super) fn take_unclaimed_exit(&self, pid: u32) -> Option<Exit> {
+        lock(&self.unclaimed_exits).remove(&pid)
+    }
+
     /// Called by the reaper for every child that ended.
     pub async fn process_exited(&self, pid: u32, code: u32) {
         let exit = Exit {
@@ -440,31 +366,31 @@ impl<F: InstanceFactory, E: EventSink> Tasks<F, E> {
             .values()
             .find(|t| t.instance.pid() == pid)
             .cloned();
-        match task {
-            Some(task) => self.record_exit(&task, exit).await,
-            None => {
-                let mut unclaimed = lock(&self.unclaimed_exits);
-                if unclaimed.len() >= MAX_UNCLAIMED_EXITS {
-                    unclaimed.clear();
-                }
-                unclaimed.insert(pid, exit);
-            }
+        if let Some(task) = task {
+            return self.record_exit(&task, exit).await;
         }
+        if self.exec_exited(pid, exit).await {
+            return;
+        }
+        let mut unclaimed = lock(&self.unclaimed_exits);
+        if unclaimed.len() >= MAX_UNCLAIMED_EXITS {
+            unclaimed.clear();
+        }
+        unclaimed.insert(pid, exit);
     }
 
     async fn record_exit(&self, task: &Task<F::Instance>, exit: Exit) {
-        if task.lifecycle().exit().is_some() {
+        if !task.init.record_exit(exit) {
             return;
         }
-        task.lifecycle().exited(exit);
         match task.instance.exit_reason(exit.code) {
             Some(reason) => info!("{}: exited with status {} ({reason})", task.id, exit.code),
             None => info!("{}: exited with status {}", task.id, exit.code),
         }
-        task.exit.send_replace(Some(exit));
         self.events
             .publish(Event::Exited {
                 id: task.id.clone(),
+                exec_id: String::new(),
                 pid: task.instance.pid(),
                 code: exit.code,
                 at: exit.at,

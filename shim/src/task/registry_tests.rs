@@ -5,6 +5,8 @@ use std::sync::Mutex;
 
 use tokio::sync::mpsc;
 
+use super::super::api::{CreateRequest, Instance};
+use super::super::api::{ExecProcess, ExecRequest, InstanceFactory};
 use super::*;
 
 #[derive(Default)]
@@ -13,8 +15,35 @@ struct Fake {
     calls: Mutex<Vec<String>>,
 }
 
+struct FakeExec {
+    pid: u32,
+    fail: bool,
+}
+
+impl ExecProcess for FakeExec {
+    fn start(&self) -> Result<u32> {
+        if self.fail {
+            return Err(Error::InvalidArgument("cannot start".into()));
+        }
+        Ok(self.pid)
+    }
+    fn kill(&self, _pid: u32, _signal: u32) -> Result<()> {
+        Ok(())
+    }
+}
+
 impl Instance for Fake {
     type Stats = u64;
+    type Exec = FakeExec;
+    fn exec(&self, req: &ExecRequest) -> Result<FakeExec> {
+        if req.exec_id == "bad" {
+            return Err(Error::InvalidArgument("bad exec".into()));
+        }
+        Ok(FakeExec {
+            pid: self.pid + 1000,
+            fail: req.exec_id == "nostart",
+        })
+    }
     fn pid(&self) -> u32 {
         self.pid
     }
@@ -135,6 +164,7 @@ async fn a_task_lives_and_its_events_follow_in_order() {
             Event::Exited { code: 7, .. } => "exit",
             Event::Exited { .. } => "exit with the wrong code",
             Event::Deleted { .. } => "delete",
+            Event::ExecAdded { .. } | Event::ExecStarted { .. } => "exec",
         });
     }
     assert_eq!(
@@ -224,4 +254,89 @@ async fn a_stopped_task_takes_no_signal_nor_update() {
     tasks.process_exited(pid, 143).await;
     assert!(tasks.kill("s", 9, false).await.is_err());
     assert!(tasks.update("s", LinuxResources::default()).await.is_err());
+}
+
+fn exec_request(exec_id: &str) -> ExecRequest {
+    ExecRequest {
+        exec_id: exec_id.into(),
+        process: oci_spec::runtime::Process::default(),
+        stdin: String::new(),
+        stdout: String::new(),
+        stderr: String::new(),
+    }
+}
+
+#[tokio::test]
+async fn an_exec_runs_exits_and_is_deleted_while_the_task_runs_on() {
+    let (tasks, mut events) = tasks();
+    let pid = tasks.create(request("x")).await.unwrap();
+    tasks.start("x").await.unwrap();
+    tasks.exec("x", exec_request("e1")).await.unwrap();
+    assert_eq!(tasks.exec_state("x", "e1").unwrap().status, Status::Created);
+    let exec_pid = tasks.start_exec("x", "e1").await.unwrap();
+    assert_eq!(exec_pid, pid + 1000);
+    tasks.process_exited(exec_pid, 3).await;
+    assert_eq!(tasks.wait_exec("x", "e1").await.unwrap().code, 3);
+    assert_eq!(tasks.delete_exec("x", "e1").unwrap().1.code, 3);
+    assert!(tasks.exec_state("x", "e1").is_err());
+    assert_eq!(tasks.state("x").unwrap().status, Status::Running);
+
+    let mut exec_events = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        match e {
+            Event::ExecAdded { exec_id, .. } => exec_events.push(format!("added {exec_id}")),
+            Event::ExecStarted { exec_id, .. } => exec_events.push(format!("started {exec_id}")),
+            Event::Exited { exec_id, code, .. } if !exec_id.is_empty() => {
+                exec_events.push(format!("exited {exec_id} {code}"))
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(exec_events, ["added e1", "started e1", "exited e1 3"]);
+}
+
+#[tokio::test]
+async fn an_exec_that_ends_before_its_pid_is_known_is_not_lost() {
+    let (tasks, _events) = tasks();
+    let pid = tasks.create(request("x")).await.unwrap();
+    tasks.start("x").await.unwrap();
+    tasks.exec("x", exec_request("quick")).await.unwrap();
+    // The reaper reports the exit before start_exec has recorded the pid.
+    tasks.process_exited(pid + 1000, 7).await;
+    tasks.start_exec("x", "quick").await.unwrap();
+    assert_eq!(tasks.wait_exec("x", "quick").await.unwrap().code, 7);
+}
+
+#[tokio::test]
+async fn exec_needs_a_running_task_and_unique_ids() {
+    let (tasks, _events) = tasks();
+    tasks.create(request("x")).await.unwrap();
+    let err = tasks.exec("x", exec_request("e1")).await.unwrap_err();
+    assert_eq!(err.to_string(), "cannot exec in a task that is created");
+    tasks.start("x").await.unwrap();
+    tasks.exec("x", exec_request("e1")).await.unwrap();
+    assert!(matches!(
+        tasks.exec("x", exec_request("e1")).await,
+        Err(Error::Task(TaskError::AlreadyExists(_)))
+    ));
+    assert!(tasks.exec("x", exec_request("bad")).await.is_err());
+    assert!(tasks.exec_state("x", "bad").is_err());
+}
+
+#[tokio::test]
+async fn a_running_exec_cannot_be_deleted_and_a_failed_start_leaves_it_created() {
+    let (tasks, _events) = tasks();
+    tasks.create(request("x")).await.unwrap();
+    tasks.start("x").await.unwrap();
+    tasks.exec("x", exec_request("e1")).await.unwrap();
+    tasks.start_exec("x", "e1").await.unwrap();
+    assert!(tasks.delete_exec("x", "e1").is_err());
+    assert!(tasks.start_exec("x", "e1").await.is_err());
+    tasks.exec("x", exec_request("nostart")).await.unwrap();
+    assert!(tasks.start_exec("x", "nostart").await.is_err());
+    assert_eq!(
+        tasks.exec_state("x", "nostart").unwrap().status,
+        Status::Created
+    );
+    tasks.delete_exec("x", "nostart").unwrap();
 }

@@ -1,0 +1,113 @@
+//! From a spec's process to a workload: find the program in the rootfs, classify it, load and
+//! check wasm (compile once, cached), map the spec to a WASI plan.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use log::debug;
+use oci_spec::runtime::Spec;
+
+use super::guest::WasmGuest;
+use crate::engine::{EngineConfig, WasmEngine};
+use crate::error::Result;
+use crate::isolation::rootfs::{self, ProgramKind};
+use crate::isolation::{IsolationError, Workload};
+use crate::spec;
+
+/// Where compiled modules are cached unless `WASMPOD_CACHE_DIR` says otherwise.
+pub const CACHE_DIR_ENV: &str = "WASMPOD_CACHE_DIR";
+
+/// Turns a spec's process into a workload; holds the shim's one wasmtime engine, made on
+/// first use (a shim that only runs native containers never builds one).
+#[derive(Default)]
+pub struct Loader {
+    engine: OnceLock<Arc<WasmEngine>>,
+}
+
+impl Loader {
+    fn engine(&self) -> Result<Arc<WasmEngine>> {
+        if let Some(engine) = self.engine.get() {
+            return Ok(engine.clone());
+        }
+        let config = match std::env::var_os(CACHE_DIR_ENV) {
+            Some(dir) => EngineConfig::with_cache_dir(PathBuf::from(dir)),
+            None => EngineConfig::default(),
+        };
+        let engine = Arc::new(WasmEngine::new(config)?);
+        Ok(self.engine.get_or_init(|| engine).clone())
+    }
+
+    /// Finds `process.args[0]` in `rootfs`, decides what it is, and for wasm loads (or maps the
+    /// cached) program and maps the spec to its WASI plan.
+    ///
+    /// # Errors
+    /// Bad spec, missing or unrunnable entrypoint, invalid module.
+    pub fn workload(&self, id: &str, spec: &Spec, rootfs: &Path) -> Result<Workload> {
+        let process = spec
+            .process()
+            .as_ref()
+            .ok_or(spec::SpecError::MissingProcess)?;
+        let env = spec::parse_env(process.env().as_deref().unwrap_or_default())?;
+        let cwd = spec::guest_cwd(process.cwd())?;
+        let arg0 = process
+            .args()
+            .as_ref()
+            .and_then(|a| a.first())
+            .ok_or(spec::SpecError::EmptyArgs)?;
+        let (program_path, export) = spec::split_export(arg0)?;
+        let in_root = |p: &Path| rootfs::is_file_in_root(rootfs, p);
+        let path = spec::resolve_entrypoint(program_path, &env, &cwd, in_root)?;
+        rootfs::create_dir_in_root(rootfs, &cwd).map_err(|e| IsolationError::Rootfs {
+            path: cwd.clone(),
+            reason: format!("cannot create the working directory (process.cwd): {e}"),
+        })?;
+        let bytes = rootfs::read_in_root(rootfs, &path)?;
+        match rootfs::classify(&bytes) {
+            Some(ProgramKind::Native) => {
+                debug!("{id}: {} is a native program", path.display());
+                Ok(Workload::Exec)
+            }
+            Some(ProgramKind::Wasm) => {
+                let engine = self.engine()?;
+                let program = engine.load(&path, &bytes)?;
+                // A missing `_start` / `wasi:cli/run` / `#export` fails Create, not the container.
+                program.check_entry(export)?;
+                // Inside the container, after pivot_root, the rootfs is `/`. Bind mounts are not
+                // in place yet, so a mount destination is a file when its source is.
+                let mounts = spec.mounts().as_deref().unwrap_or_default();
+                let is_file = |p: &Path| match mounts.iter().rev().find(|m| m.destination() == p) {
+                    Some(m) => m.source().as_ref().is_some_and(|s| s.is_file()),
+                    None => in_root(p),
+                };
+                let plan = spec::plan_from_spec(spec, Path::new("/"), is_file)?;
+                debug!(
+                    "{id}: {} is a wasm {}, plan {plan:?}",
+                    path.display(),
+                    program.kind()
+                );
+                Ok(Workload::Guest(Arc::new(WasmGuest::new(
+                    id, engine, program, plan,
+                ))))
+            }
+            None => Err(IsolationError::NotRunnable {
+                path,
+                head: escape_head(&bytes),
+            }
+            .into()),
+        }
+    }
+}
+
+fn escape_head(bytes: &[u8]) -> String {
+    let head: String = bytes
+        .iter()
+        .take(8)
+        .flat_map(|b| std::ascii::escape_default(*b))
+        .map(char::from)
+        .collect();
+    if head.is_empty() {
+        "nothing: the file is empty".into()
+    } else {
+        format!("\"{head}\"")
+    }
+}
