@@ -1,0 +1,130 @@
+//! `ctr task exec` into running containers under wasmpod: another wasm program of the image
+//! runs inside the container with its own argv and the container's mounts; a native container
+//! execs as it would under runc; exit codes and errors reach ctr.
+
+use std::time::Duration;
+
+use anyhow::{ensure, Result};
+use wasmpod_integration::{images, with_containerd, Images};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+/// A wasm exec (the printer program, shipped in the sleeper's image as /bin/tool.wasm) gets its
+/// own argv and working directory, the container's environment, sees the container's bind mount, and its output and exit status
+/// come back to `ctr task exec`; the container keeps running.
+#[test]
+fn wasm_exec_runs_another_program_of_the_image() -> Result<()> {
+    with_containerd(|ctd| {
+        let tool = Images::program("printer")?;
+        let exit = Images::program("exit-code")?;
+        let img = images().wasm_with(
+            "sleeper",
+            &[
+                "--dir",
+                &format!("{}:/bin/tool.wasm", tool.display()),
+                "--dir",
+                &format!("{}:/bin/exit.wasm", exit.display()),
+            ],
+        )?;
+        let host = tempfile::tempdir()?;
+        std::fs::write(host.path().join("shared.txt"), "x")?;
+        let task = ctd
+            .import(&img)?
+            .run(&img)
+            .args(["100"])
+            .mount_ro(host.path(), "/data")
+            .detach()?;
+        task.wait_for_status("RUNNING", WAIT)?;
+
+        let out = ctd.ctr([
+            "task",
+            "exec",
+            "--exec-id",
+            "e1",
+            "--cwd",
+            "/data",
+            task.id(),
+            "/bin/tool.wasm",
+            "one",
+            "--ls",
+            "/data",
+        ])?;
+        out.success()?;
+        ensure!(out.stdout.contains("arg[1]=one"), "exec argv: {out}");
+        ensure!(out.stdout.contains("env PWD=/data"), "exec cwd: {out}");
+        ensure!(out.stdout.contains("env PATH="), "exec env is the container's: {out}");
+        ensure!(
+            out.stdout.contains("entry shared.txt"),
+            "exec sees the mount: {out}"
+        );
+
+        let out = ctd.ctr([
+            "task",
+            "exec",
+            "--exec-id",
+            "e2",
+            task.id(),
+            "/bin/exit.wasm",
+            "5",
+        ])?;
+        ensure!(out.code() == 5, "exec exit status must reach ctr: {out}");
+        ensure!(
+            ctd.task_status(task.id())?.as_deref() == Some("RUNNING"),
+            "the container must keep running"
+        );
+        Ok(())
+    })
+}
+
+/// An exec of a program the image does not have fails with a message naming it, and the
+/// container is unharmed.
+#[test]
+fn exec_of_a_missing_program_is_named() -> Result<()> {
+    with_containerd(|ctd| {
+        let img = images().wasm("sleeper")?;
+        let task = ctd.import(&img)?.run(&img).args(["100"]).detach()?;
+        task.wait_for_status("RUNNING", WAIT)?;
+        let out = ctd.ctr(["task", "exec", "--exec-id", "bad", task.id(), "/nope.wasm"])?;
+        ensure!(
+            out.code() != 0,
+            "exec of a missing program must fail: {out}"
+        );
+        ensure!(
+            out.combined().contains("/nope.wasm"),
+            "the message must name it: {out}"
+        );
+        ensure!(
+            ctd.task_status(task.id())?.as_deref() == Some("RUNNING"),
+            "the container must keep running"
+        );
+        Ok(())
+    })
+}
+
+/// An exec into a native (busybox) container under wasmpod behaves as runc's: output and
+/// exit status.
+#[test]
+fn native_exec_behaves_like_runc() -> Result<()> {
+    with_containerd(|ctd| {
+        let img = images().busybox()?;
+        let task = ctd
+            .import(&img)?
+            .run(&img)
+            .argv(["sleep", "100"])
+            .detach()?;
+        task.wait_for_status("RUNNING", WAIT)?;
+        let out = ctd.ctr([
+            "task",
+            "exec",
+            "--exec-id",
+            "n1",
+            task.id(),
+            "sh",
+            "-c",
+            "echo in-exec; exit 3",
+        ])?;
+        ensure!(out.stdout.contains("in-exec"), "exec output: {out}");
+        ensure!(out.code() == 3, "exec status: {out}");
+        Ok(())
+    })
+}
