@@ -96,6 +96,9 @@ impl Executor for WorkloadExecutor {
 /// ttrpc socket and other containers' fifos (keeping their readers from ever seeing EOF).
 fn make_clean_init(keep: Vec<RawFd>) {
     close_fds_except(3, keep);
+    // wasmtime-wasi builds a multi-thread tokio runtime for its blocking calls, one worker per
+    // CPU by default; a guest needs one. (The guest's environment is the plan's, not this.)
+    std::env::set_var("TOKIO_WORKER_THREADS", "1");
     // SAFETY: plain libc calls on this single-threaded process; the handler only calls _exit.
     unsafe {
         for signal in TERMINATING {
