@@ -10,7 +10,11 @@
 //! - `task`: [`Task`], a handle on a running task (kill, pause, metrics, exit code).
 //! - `images`: [`Images`], test image tars built once per process (wasmpod CLI, umoci).
 //! - `process`: commands with deadlines and captured [`Output`].
-//! - `system`: leftover processes, mounts and cgroups on the host, and their removal.
+//! - `system`: leftover processes, mounts and cgroups on the host, and their removal;
+//!   `cgroup`: a container's resource settings read back from cgroupfs (v1 or v2).
+//! - `spec`: the whole-spec file for runs as another user on a ctr without `--user`.
+//! - `events`: `ctr events` in the background; `shim_api`: direct ttrpc calls to a shim
+//!   (`Update`, which ctr cannot send).
 //!
 //! ```no_run
 //! use wasmpod_integration::{images, with_containerd};
@@ -27,16 +31,20 @@
 //! `WASMPOD_CTR` (default: the ctr beside it), `WASMPOD_BIN_DIR` (shim and CLI, default
 //! `target/release`), `WASMPOD_CLI`, `WASMPOD_TEST_PROGRAMS`, `WASMPOD_IT_LOG_LEVEL`.
 
+pub mod cgroup;
 pub mod config;
 pub mod containerd;
+pub mod events;
 pub mod images;
 pub mod paths;
 pub mod process;
 pub mod run;
+pub mod shim_api;
+pub mod spec;
 pub mod system;
 pub mod task;
 
-pub use containerd::{unique_name, with_containerd, Containerd, TaskInfo};
+pub use containerd::{unique_name, with_containerd, with_containerd_env, Containerd, TaskInfo};
 pub use images::{images, Images, TestImage};
 pub use paths::{require_shim, RUNC_RUNTIME, WASMPOD_RUNTIME};
 pub use process::Output;

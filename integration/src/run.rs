@@ -2,7 +2,8 @@
 //!
 //! Builds the ctr command line only; everything about the daemon lives in `containerd`.
 //! Runs of the wasmpod runtime first check the shim binary exists, so a missing build
-//! fails with a message saying so rather than an obscure ctr error.
+//! fails with a message saying so rather than an obscure ctr error. A run as another user
+//! on a ctr without `--user` (1.6) goes through a spec file instead (see [`Run::user`]).
 
 use std::fs::{self, File};
 use std::path::PathBuf;
@@ -13,7 +14,8 @@ use anyhow::{bail, Context, Result};
 
 use crate::containerd::{unique_name, Containerd};
 use crate::paths::{self, RUNC_RUNTIME, WASMPOD_RUNTIME};
-use crate::process::{cmdline, Output};
+use crate::process::{cmdline, run_with_timeout, Output};
+use crate::spec::{user_spec, BindMount, SpecParams};
 use crate::task::Task;
 
 /// Default deadline for a container run to finish.
@@ -26,23 +28,31 @@ pub struct Run<'a> {
     ctd: &'a Containerd,
     image: String,
     entrypoint: Option<String>,
+    rootfs: Option<PathBuf>,
     id: String,
     runtime: String,
     argv: Option<Vec<String>>,
     env: Vec<String>,
-    mounts: Vec<String>,
+    mounts: Vec<BindMount>,
     cwd: Option<String>,
     memory_limit: Option<u64>,
+    user: Option<(u32, u32)>,
     extra: Vec<String>,
     timeout: Duration,
 }
 
 impl<'a> Run<'a> {
-    pub(crate) fn new(ctd: &'a Containerd, image: &str, entrypoint: Option<&str>) -> Self {
+    pub(crate) fn new(
+        ctd: &'a Containerd,
+        image: &str,
+        entrypoint: Option<&str>,
+        rootfs: Option<PathBuf>,
+    ) -> Self {
         Self {
             ctd,
             image: image.to_string(),
             entrypoint: entrypoint.map(str::to_string),
+            rootfs,
             id: unique_name("c"),
             runtime: WASMPOD_RUNTIME.to_string(),
             argv: None,
@@ -50,6 +60,7 @@ impl<'a> Run<'a> {
             mounts: Vec::new(),
             cwd: None,
             memory_limit: None,
+            user: None,
             extra: Vec::new(),
             timeout: RUN_TIMEOUT,
         }
@@ -120,11 +131,11 @@ impl<'a> Run<'a> {
 
     /// `--mount type=bind,src=SRC,dst=DST,options=OPTIONS` (options `:`-separated).
     pub fn mount(mut self, src: impl Into<PathBuf>, dst: &str, options: &str) -> Self {
-        let src = src.into();
-        self.mounts.push(format!(
-            "type=bind,src={},dst={dst},options={options}",
-            src.display()
-        ));
+        self.mounts.push(BindMount {
+            src: src.into(),
+            dst: dst.to_string(),
+            options: options.to_string(),
+        });
         self
     }
 
@@ -137,6 +148,17 @@ impl<'a> Run<'a> {
     /// Memory limit in bytes (`--memory-limit`).
     pub fn memory_limit(mut self, bytes: u64) -> Self {
         self.memory_limit = Some(bytes);
+        self
+    }
+
+    /// Runs the process as `uid:gid` (`--user`).
+    ///
+    /// ctr 1.6 has no `--user`: there the run uses `--config` with a whole spec made from
+    /// `ctr oci spec` (see [`crate::spec`]) whose rootfs is a private copy of the image's
+    /// [`crate::TestImage::rootfs`]; the image config (its env) is not applied, and extra
+    /// [`Run::flag`]s are refused since ctr ignores them with `--config`.
+    pub fn user(mut self, uid: u32, gid: u32) -> Self {
+        self.user = Some((uid, gid));
         self
     }
 
@@ -164,11 +186,24 @@ impl<'a> Run<'a> {
             // Otherwise runc keeps its state under /run/containerd/runc.
             cmd.arg("--runc-root").arg(self.ctd.dir().join("runc"));
         }
+        if let Some(user) = self.user {
+            if !self.ctd.ctr_run_has_flag("--user")? {
+                let spec = self.spec_file(user)?;
+                cmd.arg("--config").arg(spec).arg(&self.id);
+                return Ok(cmd);
+            }
+            cmd.arg("--user").arg(format!("{}:{}", user.0, user.1));
+        }
         for e in &self.env {
             cmd.arg("--env").arg(e);
         }
         for m in &self.mounts {
-            cmd.arg("--mount").arg(m);
+            cmd.arg("--mount").arg(format!(
+                "type=bind,src={},dst={},options={}",
+                m.src.display(),
+                m.dst,
+                m.options
+            ));
         }
         if let Some(cwd) = &self.cwd {
             cmd.arg("--cwd").arg(cwd);
@@ -183,13 +218,52 @@ impl<'a> Run<'a> {
         Ok(cmd)
     }
 
+    /// Writes the `--config` spec of a run as `user` and returns its path (see [`Run::user`]).
+    fn spec_file(&self, user: (u32, u32)) -> Result<PathBuf> {
+        if !self.extra.is_empty() {
+            bail!("ctr without --user ignores {:?} with --config", self.extra);
+        }
+        let Some(src) = &self.rootfs else {
+            bail!("image {} has no host rootfs for a --config run", self.image);
+        };
+        let rootfs = self.ctd.dir().join("rootfs").join(&self.id);
+        fs::create_dir_all(&rootfs)?;
+        let mut cp = Command::new("cp");
+        cp.arg("-a").arg(src.join(".")).arg(&rootfs);
+        run_with_timeout(&mut cp, RUN_TIMEOUT)?.success()?;
+        let default = self.ctd.ctr(["oci", "spec"])?;
+        default.success()?;
+        let argv = match (&self.argv, &self.entrypoint) {
+            (Some(argv), _) => argv.clone(),
+            (None, Some(entrypoint)) => vec![entrypoint.clone()],
+            (None, None) => bail!("no argv for a --config run of {}", self.image),
+        };
+        let spec = user_spec(
+            &default.stdout,
+            &SpecParams {
+                namespace: self.ctd.namespace(),
+                id: &self.id,
+                rootfs: &rootfs,
+                argv: &argv,
+                env: &self.env,
+                mounts: &self.mounts,
+                cwd: self.cwd.as_deref(),
+                user,
+                memory_limit: self.memory_limit,
+            },
+        )?;
+        let path = self.ctd.dir().join(format!("{}.spec.json", self.id));
+        fs::write(&path, spec)?;
+        Ok(path)
+    }
+
     /// `ctr run --rm`, waiting for the exit; the output holds the task's exit status.
     ///
     /// # Errors
     /// When ctr cannot be run or the timeout passes; a non-zero exit is not an error here.
     pub fn exec(self) -> Result<Output> {
         let mut cmd = self.command(&["--rm"])?;
-        crate::process::run_with_timeout(&mut cmd, self.timeout)
+        run_with_timeout(&mut cmd, self.timeout)
     }
 
     /// `ctr run --rm` in the background, stdout and stderr going to files that can be read
@@ -223,7 +297,7 @@ impl<'a> Run<'a> {
     /// When ctr fails to create or start the task.
     pub fn detach(self) -> Result<Task<'a>> {
         let mut cmd = self.command(&["-d"])?;
-        let out = crate::process::run_with_timeout(&mut cmd, self.timeout)?;
+        let out = run_with_timeout(&mut cmd, self.timeout)?;
         out.success().context("detached run")?;
         Ok(Task::new(self.ctd, self.id))
     }

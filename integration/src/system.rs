@@ -15,6 +15,8 @@ use nix::unistd::Pid;
 pub struct Proc {
     /// Its pid.
     pub pid: i32,
+    /// Its parent's pid (0 when unknown).
+    pub ppid: i32,
     /// Its argv.
     pub argv: Vec<String>,
 }
@@ -48,10 +50,40 @@ pub fn procs_mentioning(needle: &str) -> Vec<Proc> {
                 .filter(|a| !a.is_empty())
                 .map(|a| String::from_utf8_lossy(a).into_owned())
                 .collect();
-            argv.iter()
-                .any(|a| a.contains(needle))
-                .then_some(Proc { pid, argv })
+            argv.iter().any(|a| a.contains(needle)).then(|| Proc {
+                pid,
+                ppid: ppid(pid),
+                argv,
+            })
         })
+        .collect()
+}
+
+/// The parent pid of `pid` per `/proc/<pid>/stat`, 0 when unreadable.
+pub fn ppid(pid: i32) -> i32 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so cut at the last ')'.
+    stat.rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Shim processes of the daemon at socket `address`: processes running `binary` (a file name)
+/// that name the socket and whose parent does not. A wasm guest is forked from its shim and
+/// keeps the shim's argv, so only the topmost such process of each tree is a shim.
+pub fn shims_of(address: &str, binary: &str) -> Vec<Proc> {
+    let procs: Vec<Proc> = procs_mentioning(address)
+        .into_iter()
+        .filter(|p| {
+            p.argv
+                .first()
+                .is_some_and(|a| Path::new(a).file_name().is_some_and(|n| n == binary))
+        })
+        .collect();
+    let pids: Vec<i32> = procs.iter().map(|p| p.pid).collect();
+    procs
+        .into_iter()
+        .filter(|p| !pids.contains(&p.ppid))
         .collect()
 }
 

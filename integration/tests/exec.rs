@@ -52,7 +52,10 @@ fn wasm_exec_runs_another_program_of_the_image() -> Result<()> {
         out.success()?;
         ensure!(out.stdout.contains("arg[1]=one"), "exec argv: {out}");
         ensure!(out.stdout.contains("env PWD=/data"), "exec cwd: {out}");
-        ensure!(out.stdout.contains("env PATH="), "exec env is the container's: {out}");
+        ensure!(
+            out.stdout.contains("env PATH="),
+            "exec env is the container's: {out}"
+        );
         ensure!(
             out.stdout.contains("entry shared.txt"),
             "exec sees the mount: {out}"

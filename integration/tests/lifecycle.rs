@@ -151,3 +151,55 @@ fn metrics_and_ps_of_a_running_task() -> Result<()> {
         Ok(())
     })
 }
+
+/// 20 detached sleepers started at once all show RUNNING; SIGTERM to each ends every one
+/// with status 143 within a few seconds, and nothing is left behind (checked on return).
+#[test]
+fn twenty_detached_sleepers_end_on_sigterm() -> Result<()> {
+    with_containerd(|ctd| {
+        let img = images().wasm("sleeper")?;
+        ctd.import(&img)?;
+        let started: Vec<Result<_>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..20)
+                .map(|_| s.spawn(|| ctd.run(&img).timeout(Duration::from_secs(120)).detach()))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .map_err(|_| anyhow::anyhow!("detach thread panicked"))?
+                })
+                .collect()
+        });
+        let tasks = started.into_iter().collect::<Result<Vec<_>>>()?;
+        for t in &tasks {
+            t.wait_for_status("RUNNING", WAIT)?;
+        }
+        let running = ctd
+            .task_list()?
+            .iter()
+            .filter(|t| t.status == "RUNNING")
+            .count();
+        ensure!(running == 20, "{running} of 20 tasks RUNNING");
+
+        let sent = Instant::now();
+        for t in &tasks {
+            t.kill("SIGTERM")?;
+        }
+        wasmpod_integration::process::poll("all 20 to stop", WAIT, || {
+            let list = ctd.task_list()?;
+            Ok(list.iter().all(|t| t.status == "STOPPED").then_some(()))
+        })?;
+        ensure!(
+            sent.elapsed() < Duration::from_secs(5),
+            "20 SIGTERMed sleepers took {:?} to stop",
+            sent.elapsed()
+        );
+        for t in tasks {
+            let id = t.id().to_string();
+            let code = t.wait_for_exit(WAIT)?;
+            ensure!(code == 143, "{id}: SIGTERM gave {code}, want 143");
+        }
+        Ok(())
+    })
+}

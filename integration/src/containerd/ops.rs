@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -87,13 +88,37 @@ impl Containerd {
             .ok()
             .and_then(|r| r.get(&image.name).cloned())
             .unwrap_or_else(|| image.name.clone());
-        Run::new(self, &reference, Some(&image.entrypoint))
+        Run::new(
+            self,
+            &reference,
+            Some(&image.entrypoint),
+            image.rootfs.clone(),
+        )
     }
 
     /// A `ctr run` of the image named `reference` whose entrypoint the harness does not know:
     /// use `.argv(...)` rather than `.args(...)`.
     pub fn run_ref<'a>(&'a self, reference: &str) -> Run<'a> {
-        Run::new(self, reference, None)
+        Run::new(self, reference, None, None)
+    }
+
+    /// True when `ctr run --help` lists `flag` (`--user` is missing from ctr 1.6).
+    ///
+    /// # Errors
+    /// When `ctr run --help` fails.
+    pub fn ctr_run_has_flag(&self, flag: &str) -> Result<bool> {
+        static HELP: OnceLock<String> = OnceLock::new();
+        let help = match HELP.get() {
+            Some(h) => h,
+            None => {
+                let out = self.ctr(["run", "--help"])?;
+                out.success()?;
+                HELP.get_or_init(|| out.stdout.clone())
+            }
+        };
+        Ok(help
+            .split(|c: char| c.is_whitespace() || c == ',')
+            .any(|w| w == flag))
     }
 
     /// `ctr task ls`, parsed.

@@ -34,6 +34,8 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 pub(crate) struct CompileCache {
     dir: PathBuf,
     engine_digest: [u8; 32],
+    /// Size bound of the directory's `.cwasm` files; least recently used go first.
+    max_bytes: u64,
 }
 
 /// Result of [`CompileCache::load_or_compile`].
@@ -48,7 +50,11 @@ pub(crate) struct Cached<T> {
 
 impl CompileCache {
     /// Opens (creating if needed) the cache directory for `engine`.
-    pub(crate) fn open(dir: &Path, engine: &wasmtime::Engine) -> Result<Self, EngineError> {
+    pub(crate) fn open(
+        dir: &Path,
+        engine: &wasmtime::Engine,
+        max_bytes: u64,
+    ) -> Result<Self, EngineError> {
         DirBuilder::new()
             .recursive(true)
             // The engine maps these files as code: nobody else may write here.
@@ -61,6 +67,7 @@ impl CompileCache {
         Ok(Self {
             dir: dir.to_owned(),
             engine_digest: engine_digest(engine),
+            max_bytes,
         })
     }
 
@@ -94,6 +101,7 @@ impl CompileCache {
             match deserialize(&file) {
                 Ok(value) => {
                     log::debug!("compile cache hit: {}", file.display());
+                    super::evict::touch(&file);
                     return Ok(Cached {
                         value,
                         file,
@@ -111,6 +119,7 @@ impl CompileCache {
         let artifact = compile()?;
         write_atomically(&file, &artifact)?;
         log::debug!("compile cache store: {}", file.display());
+        super::evict::evict(&self.dir, self.max_bytes, &file);
         // Map the file rather than the in-memory artifact: the page cache copy is shared with
         // every other container running this program, the Vec would be private to this one.
         let value = deserialize(&file).map_err(|err| EngineError::CacheLoad {
@@ -221,8 +230,8 @@ mod tests {
             source,
         })?;
         let engine = wasmtime::Engine::default();
-        let a = CompileCache::open(dir.path(), &engine)?;
-        let b = CompileCache::open(dir.path(), &engine)?;
+        let a = CompileCache::open(dir.path(), &engine, u64::MAX)?;
+        let b = CompileCache::open(dir.path(), &engine, u64::MAX)?;
         assert_eq!(a.file_for(b"one"), b.file_for(b"one"));
         assert_ne!(a.file_for(b"one"), a.file_for(b"two"));
         let name = a.file_for(b"one");

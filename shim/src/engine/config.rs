@@ -38,6 +38,9 @@ use wasmtime::{Config, OptLevel, WasmBacktraceDetails};
 /// costs a recompilation on the next start.
 pub const DEFAULT_CACHE_DIR: &str = "/var/cache/wasmpod/cwasm";
 
+/// Default size bound of the compile cache: 2 GiB.
+pub const DEFAULT_CACHE_MAX_BYTES: u64 = 2 << 30;
+
 /// Size of the address-space reservation of each linear memory: 4 GiB, see [`EngineConfig`].
 pub const DEFAULT_MEMORY_RESERVATION: u64 = 4 << 30;
 
@@ -66,6 +69,8 @@ pub struct EngineConfig {
     /// Directory of compiled `.cwasm` files, created (mode 0700) if missing. It must be
     /// writable only by the shim: the engine maps these files as executable code.
     pub cache_dir: PathBuf,
+    /// Size bound of the cache directory in bytes; least recently used files are evicted.
+    pub cache_max_bytes: u64,
     /// Address space reserved per linear memory, in bytes.
     pub memory_reservation: u64,
     /// Guard region after (and before) each linear memory, in bytes.
@@ -88,6 +93,7 @@ impl Default for EngineConfig {
             memory_guard_size: DEFAULT_MEMORY_GUARD_SIZE,
             share_initial_memory: true,
             parallel_compilation: true,
+            cache_max_bytes: DEFAULT_CACHE_MAX_BYTES,
         }
     }
 }

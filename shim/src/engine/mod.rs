@@ -28,6 +28,7 @@
 mod cache;
 mod config;
 mod error;
+mod evict;
 mod exit;
 mod fds;
 mod limits;
@@ -44,7 +45,8 @@ use wasmtime::component::{Component, Linker as ComponentLinker};
 use wasmtime::{Engine, Linker};
 
 pub use self::config::{
-    EngineConfig, DEFAULT_CACHE_DIR, DEFAULT_MEMORY_GUARD_SIZE, DEFAULT_MEMORY_RESERVATION,
+    EngineConfig, DEFAULT_CACHE_DIR, DEFAULT_CACHE_MAX_BYTES, DEFAULT_MEMORY_GUARD_SIZE,
+    DEFAULT_MEMORY_RESERVATION,
 };
 pub use self::error::{EngineError, ProgramKind};
 pub use self::exit::{GuestExit, TRAP_EXIT_CODE};
@@ -94,7 +96,7 @@ impl WasmEngine {
         };
         let engine = Engine::new(&config.wasmtime_config()).map_err(config_err)?;
         let share_initial_memory = config.share_initial_memory;
-        let cache = CompileCache::open(&config.cache_dir, &engine)?;
+        let cache = CompileCache::open(&config.cache_dir, &engine, config.cache_max_bytes)?;
 
         // Linkers only hold host function definitions: building them starts no runtime.
         let mut p1_linker = Linker::new(&engine);

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use log::debug;
+use log::{debug, warn};
 use oci_spec::runtime::Spec;
 
 use super::guest::WasmGuest;
@@ -16,6 +16,8 @@ use crate::spec;
 
 /// Where compiled modules are cached unless `WASMPOD_CACHE_DIR` says otherwise.
 pub const CACHE_DIR_ENV: &str = "WASMPOD_CACHE_DIR";
+/// Size bound of the compile cache in MiB, unless the default (2048) is fine.
+pub const CACHE_MAX_MB_ENV: &str = "WASMPOD_CACHE_MAX_MB";
 
 /// Turns a spec's process into a workload; holds the shim's one wasmtime engine, made on
 /// first use (a shim that only runs native containers never builds one).
@@ -29,10 +31,18 @@ impl Loader {
         if let Some(engine) = self.engine.get() {
             return Ok(engine.clone());
         }
-        let config = match std::env::var_os(CACHE_DIR_ENV) {
+        let mut config = match std::env::var_os(CACHE_DIR_ENV) {
             Some(dir) => EngineConfig::with_cache_dir(PathBuf::from(dir)),
             None => EngineConfig::default(),
         };
+        if let Ok(mb) = std::env::var(CACHE_MAX_MB_ENV) {
+            match mb.trim().parse::<u64>() {
+                Ok(mb) => config.cache_max_bytes = mb << 20,
+                Err(_) => {
+                    warn!("{CACHE_MAX_MB_ENV}={mb:?} is not a number of MiB; using the default")
+                }
+            }
+        }
         let engine = Arc::new(WasmEngine::new(config)?);
         Ok(self.engine.get_or_init(|| engine).clone())
     }

@@ -20,7 +20,7 @@ use crate::error::Result;
 use crate::isolation::rootfs;
 use crate::isolation::{CgroupStats, ContainerConfig, Layout, LinuxContainer, Workload};
 use crate::task::{CreateRequest, ExecProcess, ExecRequest, Instance, InstanceFactory};
-pub use loader::{Loader, CACHE_DIR_ENV};
+pub use loader::{Loader, CACHE_DIR_ENV, CACHE_MAX_MB_ENV};
 
 /// Builds containers.
 pub struct ContainerFactory {

@@ -8,6 +8,7 @@
 use std::os::fd::RawFd;
 use std::sync::Arc;
 
+use caps::CapSet;
 use libcontainer::oci_spec::runtime::Spec;
 use libcontainer::workload::{
     default::get_executor, Executor, ExecutorError, ExecutorValidationError,
@@ -82,11 +83,12 @@ impl Executor for WorkloadExecutor {
         }
     }
 
-    fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
+    fn validate(&self, _spec: &Spec) -> Result<(), ExecutorValidationError> {
         match &self.workload {
-            Workload::Exec => get_executor().validate(spec),
-            // The guest was resolved and compiled by the shim before the fork.
-            Workload::Guest(_) => Ok(()),
+            // The shim resolved and classified the program before the fork (with the default
+            // PATH when the spec has none, as runc does); libcontainer's own check would insist
+            // on a PATH variable even for an absolute path.
+            Workload::Exec | Workload::Guest(_) => Ok(()),
         }
     }
 }
@@ -96,6 +98,7 @@ impl Executor for WorkloadExecutor {
 /// ttrpc socket and other containers' fifos (keeping their readers from ever seeing EOF).
 fn make_clean_init(keep: Vec<RawFd>) {
     close_fds_except(3, keep);
+    drop_capabilities_as_execve_would();
     // wasmtime-wasi builds a multi-thread tokio runtime for its blocking calls, one worker per
     // CPU by default; a guest needs one. (The guest's environment is the plan's, not this.)
     std::env::set_var("TOKIO_WORKER_THREADS", "1");
@@ -110,6 +113,27 @@ fn make_clean_init(keep: Vec<RawFd>) {
         let mut all: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut all);
         libc::sigprocmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
+    }
+}
+
+/// Applies what `execve` does to the capability sets of a non-root process: permitted and
+/// effective shrink to the ambient set (capabilities(7), "Transformation of capabilities
+/// during execve"). A native workload gets this from its exec; the guest runs without one, so a
+/// container started as `--user 1000` would otherwise keep CAP_DAC_OVERRIDE and friends.
+fn drop_capabilities_as_execve_would() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        // For root, execve grants bounding | inheritable, which libcontainer already set up.
+        return;
+    }
+    let ambient = caps::read(None, CapSet::Ambient).unwrap_or_default();
+    for set in [CapSet::Effective, CapSet::Permitted] {
+        if let Err(e) = caps::set(None, set, &ambient) {
+            // Failing open would hand the guest privileges; end the container instead.
+            eprintln!("wasmpod: cannot drop capabilities for a non-root guest: {e}");
+            // SAFETY: ending the process is the intent.
+            unsafe { libc::_exit(126) };
+        }
     }
 }
 

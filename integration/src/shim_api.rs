@@ -1,0 +1,72 @@
+//! Talking to a task's shim directly over its ttrpc socket, for calls ctr cannot make.
+//!
+//! Neither ctr 1.6 nor 1.7 has `ctr task update`, yet the Task service's `Update` is what the
+//! CRI calls for `UpdateContainerResources`. [`Containerd::shim_update`] sends the same request
+//! containerd would forward: a `LinuxResources` as JSON in an `Any` of the type containerd's
+//! typeurl registers for it. The shim's address comes from the `address` file containerd
+//! keeps in the task bundle.
+
+use std::fs;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use containerd_shim_protos::api::UpdateTaskRequest;
+use containerd_shim_protos::protobuf::well_known_types::any::Any;
+use containerd_shim_protos::ttrpc::{context, Client};
+use containerd_shim_protos::TaskClient;
+
+use crate::containerd::Containerd;
+
+/// Type URL containerd's typeurl gives `specs.LinuxResources` (marshalled as JSON).
+pub const LINUX_RESOURCES_URL: &str =
+    "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources";
+
+/// Deadline of one ttrpc call.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Containerd {
+    /// The task bundle directory of container `id` in this daemon's state dir.
+    pub fn bundle_dir(&self, id: &str) -> PathBuf {
+        self.dir()
+            .join("state/io.containerd.runtime.v2.task")
+            .join(self.namespace())
+            .join(id)
+    }
+
+    /// The ttrpc address (`unix:///...`) of the shim serving task `id`.
+    ///
+    /// # Errors
+    /// When the bundle has no readable `address` file.
+    pub fn shim_address(&self, id: &str) -> Result<String> {
+        let file = self.bundle_dir(id).join("address");
+        let address = fs::read_to_string(&file)
+            .with_context(|| format!("read the shim address in {}", file.display()))?;
+        Ok(address.trim().to_string())
+    }
+
+    /// Sends `Update` for task `id` with `resources` (OCI `LinuxResources` JSON) to its shim.
+    ///
+    /// # Errors
+    /// When the shim cannot be reached or refuses the update (with its message).
+    pub fn shim_update(&self, id: &str, resources: &serde_json::Value) -> Result<()> {
+        let address = self.shim_address(id)?;
+        let client =
+            Client::connect(&address).with_context(|| format!("connect to shim {address}"))?;
+        let tasks = TaskClient::new(client);
+        let req = UpdateTaskRequest {
+            id: id.to_string(),
+            resources: Some(Any {
+                type_url: LINUX_RESOURCES_URL.to_string(),
+                value: serde_json::to_vec(resources)?,
+                ..Default::default()
+            })
+            .into(),
+            ..Default::default()
+        };
+        tasks
+            .update(context::with_duration(CALL_TIMEOUT), &req)
+            .map_err(|e| anyhow!("shim Update of {id} with {resources}: {e}"))?;
+        Ok(())
+    }
+}

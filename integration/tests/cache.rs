@@ -1,0 +1,83 @@
+//! The compile-once cache: with `WASMPOD_CACHE_DIR` in containerd's environment (which its
+//! shims inherit) compiled code lands in `<dir>/<sha256>.cwasm`, one file per program, and a
+//! later run maps that file instead of compiling again.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{ensure, Result};
+use wasmpod_integration::{images, with_containerd_env};
+
+/// Every entry of the cache dir, sorted.
+fn entries(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut all: Vec<PathBuf> = fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()?;
+    all.sort();
+    Ok(all)
+}
+
+/// True for a `<64 hex digits>.cwasm` file name.
+fn is_cwasm(p: &Path) -> bool {
+    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    name.strip_suffix(".cwasm")
+        .is_some_and(|sha| sha.len() == 64 && sha.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// Inode and size of `p`. The shim stores a compiled file by writing a temporary file and
+/// renaming it over the name, so a recompile always shows as a new inode. (The mtime is no
+/// evidence: a cache hit refreshes it, it is the cache's least-recently-used clock.)
+fn identity(p: &Path) -> Result<(u64, u64)> {
+    let m = fs::metadata(p)?;
+    Ok((m.ino(), m.len()))
+}
+
+/// The first run of hello leaves exactly one `<sha>.cwasm` in the private cache dir; a second
+/// run leaves that same file (same inode) and nothing new, so it did not compile;
+/// running a different program adds a second file.
+#[test]
+fn compiles_each_program_once() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let cache = tmp.path().join("cache");
+    let cache_env = cache.display().to_string();
+    with_containerd_env(&[("WASMPOD_CACHE_DIR", &cache_env)], |ctd| {
+        let hello = images().wasm("hello")?;
+        let other = images().wasm("exit-code")?;
+        ctd.import(&hello)?.import(&other)?;
+
+        let out = ctd.run(&hello).exec()?;
+        out.success()?;
+        ensure!(out.stdout == "hello from wasmpod\n", "{out}");
+        let first = entries(&cache)?;
+        ensure!(
+            first.len() == 1 && is_cwasm(&first[0]),
+            "want exactly one <sha>.cwasm in {} after the first run, found {first:?}",
+            cache.display()
+        );
+        let before = identity(&first[0])?;
+
+        let out = ctd.run(&hello).exec()?;
+        out.success()?;
+        ensure!(out.stdout == "hello from wasmpod\n", "{out}");
+        let second = entries(&cache)?;
+        ensure!(
+            second == first,
+            "second run changed the cache: {first:?} -> {second:?}"
+        );
+        let after = identity(&first[0])?;
+        ensure!(
+            after == before,
+            "{} was rewritten (inode, size) {before:?} -> {after:?}: the second run compiled",
+            first[0].display()
+        );
+
+        ctd.run(&other).args(["0"]).exec()?.success()?;
+        let third = entries(&cache)?;
+        ensure!(
+            third.len() == 2 && third.iter().all(|p| is_cwasm(p)) && third.contains(&first[0]),
+            "want hello's file plus one for exit-code, found {third:?}"
+        );
+        Ok(())
+    })
+}

@@ -1,0 +1,178 @@
+//! Isolation parity with runc: what a process under io.containerd.wasmpod.v1 may do must be
+//! what the same process under runc may do: capabilities, no_new_privs, seccomp, user ids,
+//! a read-only rootfs, and file permissions on bind mounts for a non-root user.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+use anyhow::{ensure, Result};
+use wasmpod_integration::{images, with_containerd, Output};
+
+/// Lines of /proc/self/status compared between runtimes.
+const STATUS_FIELDS: &[&str] = &["CapEff", "CapBnd", "NoNewPrivs", "Seccomp"];
+
+/// The [`STATUS_FIELDS`] values found in `out`'s stdout.
+fn status_fields(out: &Output) -> BTreeMap<String, String> {
+    out.stdout
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(k, _)| STATUS_FIELDS.contains(k))
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect()
+}
+
+/// With ctr's `--seccomp` on both, native busybox under wasmpod shows the same `CapEff`,
+/// `CapBnd`, `NoNewPrivs` and `Seccomp` (2, filtering) lines as under runc.
+#[test]
+fn status_matches_runc_with_seccomp() -> Result<()> {
+    with_containerd(|ctd| {
+        let bb = images().busybox()?;
+        ctd.import(&bb)?;
+        let status = |runc: bool| -> Result<Output> {
+            let mut run = ctd
+                .run(&bb)
+                .argv(["/bin/cat", "/proc/self/status"])
+                .flag("--seccomp");
+            if runc {
+                run = run.runc();
+            }
+            let out = run.exec()?;
+            out.success()?;
+            Ok(out)
+        };
+        let (wasmpod, runc) = (status(false)?, status(true)?);
+        let (w, r) = (status_fields(&wasmpod), status_fields(&runc));
+        ensure!(
+            r.len() == STATUS_FIELDS.len(),
+            "runc printed no {STATUS_FIELDS:?}: {runc}"
+        );
+        ensure!(
+            r.get("Seccomp").map(String::as_str) == Some("2"),
+            "--seccomp gave no filter under runc: {r:?}"
+        );
+        ensure!(w == r, "wasmpod {w:?} != runc {r:?}");
+        Ok(())
+    })
+}
+
+/// As `--user 1000:1000` (a whole spec on ctr 1.6, see `Run::user`), native busybox prints
+/// the same `id` line and the same capability and no_new_privs lines under wasmpod as
+/// under runc, and that id is uid 1000, gid 1000.
+#[test]
+fn user_ids_match_runc() -> Result<()> {
+    with_containerd(|ctd| {
+        let bb = images().busybox()?;
+        ctd.import(&bb)?;
+        let script = "id; cat /proc/self/status";
+        let run = |runc: bool| -> Result<Output> {
+            let mut run = ctd.run(&bb).args(["-c", script]).user(1000, 1000);
+            if runc {
+                run = run.runc();
+            }
+            let out = run.exec()?;
+            out.success()?;
+            Ok(out)
+        };
+        let (wasmpod, runc) = (run(false)?, run(true)?);
+        let id = |o: &Output| o.stdout.lines().next().unwrap_or_default().to_string();
+        ensure!(
+            id(&runc).starts_with("uid=1000 gid=1000"),
+            "runc did not run as 1000:1000: {runc}"
+        );
+        ensure!(
+            id(&wasmpod) == id(&runc),
+            "id: wasmpod {:?} != runc {:?}",
+            id(&wasmpod),
+            id(&runc)
+        );
+        let (w, r) = (status_fields(&wasmpod), status_fields(&runc));
+        ensure!(w == r, "as 1000:1000, wasmpod {w:?} != runc {r:?}");
+        Ok(())
+    })
+}
+
+/// With `--read-only` a wasm guest's write to `/x` in the rootfs fails (exit 2); without
+/// it the same write succeeds (it lands in the container's own snapshot).
+#[test]
+fn read_only_rootfs_refuses_wasm_writes() -> Result<()> {
+    with_containerd(|ctd| {
+        let files = images().wasm("files")?;
+        ctd.import(&files)?;
+        let out = ctd.run(&files).args(["write", "/x", "hi"]).exec()?;
+        out.success()?;
+        ensure!(out.stdout == "wrote 2 bytes to /x\n", "{out}");
+        let out = ctd
+            .run(&files)
+            .args(["write", "/x", "hi"])
+            .flag("--read-only")
+            .exec()?;
+        out.expect_code(2)?;
+        ensure!(out.stderr.contains("error:"), "{out}");
+        Ok(())
+    })
+}
+
+/// A wasm guest running as 1000:1000 can write into a rw bind mount of a 0777 host dir (the
+/// file lands owned by 1000:1000) but not into one of a root-owned 0755 dir (exit 2, nothing
+/// created), exactly as native busybox under wasmpod is refused there.
+///
+/// KNOWN SHIM BUG (fails until fixed): the wasm guest keeps the spec's effective
+/// capabilities (CapEff 00000000a80425fb, CAP_DAC_OVERRIDE included) after switching to
+/// uid 1000, because it never execve()s, which is what clears them for runc's and the native
+/// path's processes; so the write into the 0755 dir succeeds.
+#[test]
+fn non_root_wasm_guest_respects_mount_permissions() -> Result<()> {
+    with_containerd(|ctd| {
+        let files = images().wasm("files")?;
+        let bb = images().busybox()?;
+        ctd.import(&files)?.import(&bb)?;
+        let tmp = tempfile::tempdir()?;
+        let (open, locked) = (tmp.path().join("open"), tmp.path().join("locked"));
+        for (dir, mode) in [(&open, 0o777), (&locked, 0o755)] {
+            fs::create_dir(dir)?;
+            fs::set_permissions(dir, fs::Permissions::from_mode(mode))?;
+        }
+
+        let out = ctd
+            .run(&files)
+            .args(["write", "/data/f", "hi"])
+            .mount_rw(&open, "/data")
+            .user(1000, 1000)
+            .exec()?;
+        out.success()?;
+        let meta = fs::metadata(open.join("f"))?;
+        ensure!(
+            (meta.uid(), meta.gid()) == (1000, 1000),
+            "file owned by {}:{}, want 1000:1000",
+            meta.uid(),
+            meta.gid()
+        );
+
+        let native = ctd
+            .run(&bb)
+            .args(["-c", "touch /data/native"])
+            .mount_rw(&locked, "/data")
+            .user(1000, 1000)
+            .exec()?;
+        ensure!(
+            native.code() != 0 && !locked.join("native").exists(),
+            "native busybox as 1000 wrote into a root 0755 dir: {native}"
+        );
+
+        let out = ctd
+            .run(&files)
+            .args(["write", "/data/f", "hi"])
+            .mount_rw(&locked, "/data")
+            .user(1000, 1000)
+            .exec()?;
+        let landed = locked.join("f").exists();
+        ensure!(
+            out.code() == 2 && !landed,
+            "a wasm guest as 1000:1000 wrote into a root-owned 0755 dir (exit {}, file \
+             created: {landed}); native busybox is refused there: {out}",
+            out.code()
+        );
+        Ok(())
+    })
+}

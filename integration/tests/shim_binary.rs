@@ -1,0 +1,59 @@
+//! The shim binary on its own, without containerd.
+
+use std::fs;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use wasmpod_integration::paths::{require_shim, workspace_root};
+use wasmpod_integration::process::run_with_timeout;
+
+/// The `version = "..."` line of the TOML section `section` in `text`.
+fn toml_version(text: &str, section: &str) -> Option<String> {
+    let mut current = "";
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            current = line;
+        } else if current == section {
+            let Some((key, value)) = line.split_once('=') else {
+                continue;
+            };
+            if key.trim() == "version" {
+                return Some(value.trim().trim_matches('"').to_string());
+            }
+        }
+    }
+    None
+}
+
+/// wasmpod's version per `shim/Cargo.toml`, following `version.workspace = true`.
+fn shim_version() -> Result<String> {
+    let root = workspace_root();
+    let shim = fs::read_to_string(root.join("shim/Cargo.toml"))?;
+    if let Some(v) = toml_version(&shim, "[package]") {
+        return Ok(v);
+    }
+    if shim.contains("version.workspace = true") {
+        let ws = fs::read_to_string(root.join("Cargo.toml"))?;
+        return toml_version(&ws, "[workspace.package]")
+            .context("no version in [workspace.package] of Cargo.toml");
+    }
+    bail!("no version in shim/Cargo.toml")
+}
+
+/// `containerd-shim-wasmpod-v1 -v` exits 0 and prints a line naming wasmpod and the version
+/// from `shim/Cargo.toml`.
+#[test]
+fn version_flag_prints_wasmpod_and_version() -> Result<()> {
+    let shim = require_shim()?;
+    let version = shim_version()?;
+    let out = run_with_timeout(Command::new(&shim).arg("-v"), Duration::from_secs(10))?;
+    out.success()?;
+    ensure!(
+        out.stdout
+            .lines()
+            .any(|l| l.contains("wasmpod") && l.split_whitespace().any(|w| w == version)),
+        "no line with wasmpod and {version}:\n{out}"
+    );
+    Ok(())
+}
