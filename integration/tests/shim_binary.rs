@@ -57,3 +57,37 @@ fn version_flag_prints_wasmpod_and_version() -> Result<()> {
     );
     Ok(())
 }
+
+/// `containerd-shim-wasmpod-v1 -info` (what containerd 2 asks before any shim runs) exits 0
+/// and writes a RuntimeInfo protobuf naming the runtime type and carrying the version.
+#[test]
+fn info_flag_prints_the_runtime_info_protobuf() -> Result<()> {
+    use containerd_shim_protos::protobuf::Message;
+    use containerd_shim_protos::types::introspection::RuntimeInfo;
+    use std::io::Write;
+    use std::process::Stdio;
+
+    let shim = require_shim()?;
+    let mut child = Command::new(&shim)
+        .arg("-info")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    // containerd pipes the runtime options (none here) and closes stdin.
+    child.stdin.take().context("stdin")?.write_all(b"")?;
+    let out = child.wait_with_output()?;
+    ensure!(out.status.success(), "-info failed: {:?}", out.status);
+    let info =
+        RuntimeInfo::parse_from_bytes(&out.stdout).context("-info output is not RuntimeInfo")?;
+    ensure!(
+        info.name == "io.containerd.wasmpod.v1",
+        "name {:?}",
+        info.name
+    );
+    ensure!(
+        info.version.version == shim_version()?,
+        "version {:?}",
+        info.version.version
+    );
+    Ok(())
+}
