@@ -34,6 +34,7 @@
 pub mod cgroup;
 pub mod config;
 pub mod containerd;
+pub mod docker;
 pub mod events;
 pub mod images;
 pub mod paths;
