@@ -13,6 +13,8 @@
 //! - `system`: leftover processes, mounts and cgroups on the host, and their removal;
 //!   `cgroup`: a container's resource settings read back from cgroupfs (v1 or v2).
 //! - `spec`: the whole-spec file for runs as another user on a ctr without `--user`.
+//! - `cri`: containerd 1.7 with its CRI plugin driven as kubelet would (pods, exec, logs, stats);
+//!   `docker`: a private dockerd with the containerd image store.
 //! - `events`: `ctr events` in the background; `shim_api`: direct ttrpc calls to a shim
 //!   (`Update`, which ctr cannot send).
 //!
@@ -34,6 +36,7 @@
 pub mod cgroup;
 pub mod config;
 pub mod containerd;
+pub mod cri;
 pub mod docker;
 pub mod events;
 pub mod images;
