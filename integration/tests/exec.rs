@@ -5,9 +5,18 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
-use wasmpod_integration::{images, with_containerd, Images};
+use wasmpod_integration::{images, with_containerd, Containerd, Images};
 
 const WAIT: Duration = Duration::from_secs(15);
+
+/// An exec, failed or not, must leave its container running.
+fn still_running(ctd: &Containerd, id: &str) -> Result<()> {
+    ensure!(
+        ctd.task_status(id)?.as_deref() == Some("RUNNING"),
+        "the container must keep running after an exec"
+    );
+    Ok(())
+}
 
 /// A wasm exec (the printer program, shipped in the sleeper's image as /bin/tool.wasm) gets its
 /// own argv and working directory, the container's environment, sees the container's bind mount, and its output and exit status
@@ -71,10 +80,7 @@ fn wasm_exec_runs_another_program_of_the_image() -> Result<()> {
             "5",
         ])?;
         ensure!(out.code() == 5, "exec exit status must reach ctr: {out}");
-        ensure!(
-            ctd.task_status(task.id())?.as_deref() == Some("RUNNING"),
-            "the container must keep running"
-        );
+        still_running(ctd, task.id())?;
         Ok(())
     })
 }
@@ -96,10 +102,7 @@ fn exec_of_a_missing_program_is_named() -> Result<()> {
             out.combined().contains("/nope.wasm"),
             "the message must name it: {out}"
         );
-        ensure!(
-            ctd.task_status(task.id())?.as_deref() == Some("RUNNING"),
-            "the container must keep running"
-        );
+        still_running(ctd, task.id())?;
         Ok(())
     })
 }
