@@ -52,11 +52,13 @@ bench: build test-images ## wasmpod vs runc: ctr run --rm wall time and idle PSS
 demo: build test-images ## private containerd, run the hello image through wasmpod
 	scripts/demo.sh
 
-install: build ## put the shim and the CLI in $(PREFIX)/bin
-	install -m 0755 $(SHIM) $(CLI) $(PREFIX)/bin/
+install: build ## the CLI into $(PREFIX)/bin, then `wasmpod install`: the shim, containerd's runtime handler
+	install -m 0755 $(CLI) $(PREFIX)/bin/
+	$(PREFIX)/bin/wasmpod install --shim $(SHIM) --bin-dir $(PREFIX)/bin $(INSTALL_FLAGS)
 
-uninstall:
-	rm -f $(PREFIX)/bin/containerd-shim-wasmpod-v1 $(PREFIX)/bin/wasmpod
+uninstall: ## `wasmpod uninstall`, then remove the CLI
+	$(CLI) uninstall --bin-dir $(PREFIX)/bin $(INSTALL_FLAGS)
+	rm -f $(PREFIX)/bin/wasmpod
 
 clean:
 	$(CARGO) clean

@@ -20,6 +20,7 @@
 //! - [`inspect`]: the `inspect` report (JSON and text).
 //! - [`registry`]: push/pull over the OCI distribution API (auth, retries).
 //! - [`import`]: loads an archive into containerd (`ctr`) or Docker.
+//! - [`install`]: registers the shim with containerd / Docker (`wasmpod install`).
 //! - [`error`]: the [`BuildError`] type.
 //!
 //! The image archive is byte-for-byte reproducible: the same inputs and
@@ -35,6 +36,7 @@ pub mod error;
 pub mod image;
 pub mod import;
 pub mod inspect;
+pub mod install;
 pub mod layer;
 pub mod layout;
 pub mod output;

@@ -19,10 +19,18 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "parsed once per run; boxing would only add noise"
+)]
 enum Command {
     /// Work with images.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Install the shim and register it with containerd (and Docker).
+    Install(cli::install::InstallArgs),
+    /// Remove what `install` added.
+    Uninstall(cli::install::InstallArgs),
 }
 
 /// `image` groups the commands that work on images.
@@ -51,6 +59,8 @@ fn main() -> ExitCode {
         Command::Image(ImageCommand::Push(args)) => cli::registry::push(args),
         Command::Image(ImageCommand::Pull(args)) => cli::registry::pull(args),
         Command::Image(ImageCommand::Import(args)) => cli::import::run(args),
+        Command::Install(args) => cli::install::run_install(args),
+        Command::Uninstall(args) => cli::install::run_uninstall(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

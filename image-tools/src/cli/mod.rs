@@ -5,6 +5,7 @@
 pub mod build;
 pub mod import;
 pub mod inspect;
+pub mod install;
 pub mod registry;
 
 use std::path::Path;
