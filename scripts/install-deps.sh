@@ -7,7 +7,7 @@ packages=(
   containerd runc busybox-static
   clang lld wasi-libc libclang-rt-14-dev-wasm32
   libseccomp-dev pkg-config protobuf-compiler
-  wabt skopeo umoci docker-registry containernetworking-plugins
+  wabt skopeo umoci docker-registry containernetworking-plugins iproute2
 )
 targets=(wasm32-wasip1 wasm32-wasip2)
 
