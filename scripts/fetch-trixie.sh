@@ -14,7 +14,7 @@ fi
 mkdir -p "$1"
 D=$(cd "$1" && pwd)
 
-if [[ -x $D/x/usr/bin/containerd ]]; then
+if [[ -x $D/x/usr/bin/containerd && -x $D/x/usr/bin/docker ]]; then
   exit 0
 fi
 
@@ -33,10 +33,10 @@ echo "deb $uri trixie main" >"$D/sources.list"
 o=(-o "Dir::Etc::sourcelist=$D/sources.list" -o "Dir::Etc::sourceparts=-"
    -o "Dir::State::Lists=$D/lists" -o "Dir::Cache=$D/cache" -o "APT::Sandbox::User=root")
 
-echo "fetch-trixie: downloading containerd and docker.io from $uri trixie into $D"
+echo "fetch-trixie: downloading containerd, docker.io and docker-cli from $uri trixie into $D"
 apt-get "${o[@]}" -qq update
 rm -f "$D"/*.deb
-(cd "$D" && apt-get "${o[@]}" -qq download containerd docker.io)
+(cd "$D" && apt-get "${o[@]}" -qq download containerd docker.io docker-cli)
 
 rm -rf "$D/x.tmp"
 mkdir -p "$D/x.tmp"

@@ -86,7 +86,15 @@ pub fn containerd_dir() -> PathBuf {
 
 /// The docker CLI: `WASMPOD_DOCKER`, default `/usr/local/bin/docker`.
 pub fn docker_cli_path() -> PathBuf {
-    env_path("WASMPOD_DOCKER").unwrap_or_else(|| PathBuf::from("/usr/local/bin/docker"))
+    env_path("WASMPOD_DOCKER").unwrap_or_else(|| {
+        // The machine's own client when it has one, else trixie's (scripts/fetch-trixie.sh).
+        let local = PathBuf::from("/usr/local/bin/docker");
+        if local.exists() {
+            local
+        } else {
+            containerd_dir().join("docker")
+        }
+    })
 }
 
 /// The private `daemon.json` for a daemon living in `dir`, its containers under the cgroup
