@@ -145,7 +145,9 @@ pub fn add(
         Some(schema) => schema,
         None => {
             note = Some(if text.is_none() {
-                format!("{path} does not exist: it gets a minimal version 2 (containerd 1.x) config")
+                format!(
+                    "{path} does not exist: it gets a minimal version 2 (containerd 1.x) config"
+                )
             } else {
                 format!("{path} had no settings: made it a version 2 (containerd 1.x) config")
             });
