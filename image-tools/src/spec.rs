@@ -59,6 +59,12 @@ impl ImageSpec {
     }
 }
 
+/// `KEY=VALUE` split at the first `=`; `None` without `=` or with an empty key.
+fn split_key_value(s: &str) -> Option<(String, String)> {
+    let (key, value) = s.split_once('=')?;
+    (!key.is_empty()).then(|| (key.to_owned(), value.to_owned()))
+}
+
 /// One `KEY=VALUE` environment variable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnvVar {
@@ -74,13 +80,8 @@ impl FromStr for EnvVar {
     /// # Errors
     /// [`BuildError::BadEnv`] without `=` or with an empty name.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.split_once('=') {
-            Some((key, value)) if !key.is_empty() => Ok(Self {
-                key: key.to_owned(),
-                value: value.to_owned(),
-            }),
-            _ => Err(BuildError::BadEnv(s.to_owned())),
-        }
+        let (key, value) = split_key_value(s).ok_or_else(|| BuildError::BadEnv(s.to_owned()))?;
+        Ok(Self { key, value })
     }
 }
 
@@ -105,13 +106,8 @@ impl FromStr for Label {
     /// # Errors
     /// [`BuildError::BadLabel`] without `=` or with an empty key.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.split_once('=') {
-            Some((key, value)) if !key.is_empty() => Ok(Self {
-                key: key.to_owned(),
-                value: value.to_owned(),
-            }),
-            _ => Err(BuildError::BadLabel(s.to_owned())),
-        }
+        let (key, value) = split_key_value(s).ok_or_else(|| BuildError::BadLabel(s.to_owned()))?;
+        Ok(Self { key, value })
     }
 }
 
@@ -130,13 +126,9 @@ impl FromStr for Annotation {
     /// # Errors
     /// [`BuildError::BadAnnotation`] without `=` or with an empty key.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.split_once('=') {
-            Some((key, value)) if !key.is_empty() => Ok(Self {
-                key: key.to_owned(),
-                value: value.to_owned(),
-            }),
-            _ => Err(BuildError::BadAnnotation(s.to_owned())),
-        }
+        let (key, value) =
+            split_key_value(s).ok_or_else(|| BuildError::BadAnnotation(s.to_owned()))?;
+        Ok(Self { key, value })
     }
 }
 

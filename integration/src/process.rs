@@ -162,3 +162,10 @@ pub fn poll<T>(
         thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The last `lines` lines of the text file at `path` (empty when it cannot be read).
+pub fn tail_of(path: &std::path::Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}

@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use wasmpod_image::archive::{self, Loaded};
 use wasmpod_image::import::{self, Engine};
-use wasmpod_image::{output, registry, Form, Format, Reference};
+use wasmpod_image::{output, Form, Format};
 
 use super::registry::RegistryArgs;
 
@@ -65,14 +65,7 @@ pub fn run(args: ImportArgs) -> Result<()> {
             Loaded::Image(image) => (path.to_owned(), image.form()),
         }
     } else {
-        let reference = Reference::parse(&args.target).with_context(|| {
-            format!(
-                "{} is neither an existing file nor an image reference",
-                args.target
-            )
-        })?;
-        let options = args.registry.options(&reference)?;
-        let image = registry::pull(&reference, &options)?;
+        let image = args.registry.pull_target(&args.target)?;
         output::write(&image, Format::OciArchive, &tar, 0)?;
         (tar.clone(), image.form())
     };

@@ -2,11 +2,10 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use wasmpod_image::archive::{self, Loaded};
 use wasmpod_image::inspect::{self, Inspection};
-use wasmpod_image::{registry, Reference};
 
 use super::registry::RegistryArgs;
 
@@ -29,14 +28,7 @@ pub fn run(args: InspectArgs) -> Result<()> {
     let report = if super::is_local(&args.target) {
         inspect_file(&args.target)?
     } else {
-        let reference = Reference::parse(&args.target).with_context(|| {
-            format!(
-                "{} is neither an existing file nor an image reference",
-                args.target
-            )
-        })?;
-        let options = args.registry.options(&reference)?;
-        let image = registry::pull(&reference, &options)?;
+        let image = args.registry.pull_target(&args.target)?;
         inspect::inspect_image(&args.target, &image)?
     };
     print(&report, args.json)

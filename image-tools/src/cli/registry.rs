@@ -29,6 +29,17 @@ pub struct RegistryArgs {
 }
 
 impl RegistryArgs {
+    /// Pulls `target`, which the caller found is not a local file, from its registry.
+    ///
+    /// # Errors
+    /// `target` is not a valid reference, or the pull failed.
+    pub fn pull_target(&self, target: &str) -> Result<Image> {
+        let reference = Reference::parse(target).with_context(|| {
+            format!("{target} is neither an existing file nor an image reference")
+        })?;
+        Ok(registry::pull(&reference, &self.options(&reference)?)?)
+    }
+
     /// Options for `reference`: explicit credentials, else Docker's
     /// config.json (`$DOCKER_CONFIG` or `~/.docker`), else anonymous.
     pub fn options(&self, reference: &Reference) -> Result<Options> {

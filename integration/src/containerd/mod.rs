@@ -213,9 +213,7 @@ impl Containerd {
 
     /// The last `lines` lines of the daemon's log (shim logs land there too).
     pub fn log_tail(&self, lines: usize) -> String {
-        let text = fs::read_to_string(&self.log).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        crate::process::tail_of(&self.log, lines)
     }
 
     /// A `ctr -a SOCK -n NS` command with a clean environment.

@@ -266,9 +266,7 @@ impl Cri {
 
     /// The last `lines` lines of containerd's log (the shim logs there too).
     pub fn log_tail(&self, lines: usize) -> String {
-        let text = fs::read_to_string(&self.log).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        crate::process::tail_of(&self.log, lines)
     }
 
     /// containerd's log lines that contain `needle`.

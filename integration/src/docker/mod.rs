@@ -257,9 +257,7 @@ impl Docker {
 
     /// The last `lines` lines of dockerd's log (its containerd and the shims log there too).
     pub fn log_tail(&self, lines: usize) -> String {
-        let text = fs::read_to_string(&self.log).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        crate::process::tail_of(&self.log, lines)
     }
 
     /// Lines of dockerd's log that contain `needle`.
