@@ -202,21 +202,60 @@ impl Images {
             let root = work.join("root");
             fs::create_dir_all(&root)?;
             fs::copy(&src, root.join("app.wasm"))?;
-            let name = image_name(&key);
-            let args = [
-                "--dir".into(),
-                format!("{}:/", root.display()),
-                "--entrypoint".into(),
-                "/app.wasm".into(),
-                "--platform".into(),
-                "wasip1/wasm".into(),
-            ];
-            Ok(TestImage {
-                tar: Self::cli_build(work, &name, &args)?,
-                name,
-                entrypoint: "/app.wasm".into(),
-                rootfs: Some(root),
-            })
+            Self::native_build(work, &key, root, "/app.wasm", "wasip1/wasm")
+        })
+    }
+
+    /// A wasip1 image whose rootfs holds exactly `files` (path in the rootfs -> bytes),
+    /// entrypoint `/app.wasm` (which `files` must name), built with the CLI's native form;
+    /// cached under `key`. For containers that need more than one program, such as a
+    /// long-running `/app.wasm` and a tool to exec next to it.
+    ///
+    /// # Errors
+    /// When `files` has no `/app.wasm`, a path is not absolute, or the build fails.
+    pub fn wasm_rootfs(&self, key: &str, files: &[(&str, &[u8])]) -> Result<Arc<TestImage>> {
+        let key = sanitize(key);
+        if !files.iter().any(|(p, _)| *p == "/app.wasm") {
+            bail!("image {key}: no /app.wasm among the files");
+        }
+        self.get(&key.clone(), |work| {
+            let root = work.join("root");
+            for (path, bytes) in files {
+                let rel = path
+                    .strip_prefix('/')
+                    .ok_or_else(|| anyhow!("{path} is not absolute"))?;
+                let dest = root.join(rel);
+                if let Some(dir) = dest.parent() {
+                    fs::create_dir_all(dir)?;
+                }
+                fs::write(&dest, bytes)?;
+            }
+            Self::native_build(work, &key, root, "/app.wasm", "wasip1/wasm")
+        })
+    }
+
+    /// `wasmpod image build --dir ROOT:/ --entrypoint E --platform P`, tagged for `key`.
+    fn native_build(
+        work: &Path,
+        key: &str,
+        root: PathBuf,
+        entrypoint: &str,
+        platform: &str,
+    ) -> Result<TestImage> {
+        let name = image_name(key);
+        let args = [
+            "--dir".into(),
+            format!("{}:/", root.display()),
+            "--entrypoint".into(),
+            entrypoint.into(),
+            "--platform".into(),
+            platform.into(),
+        ];
+        Ok(TestImage {
+            tar: Self::cli_build(work, &name, &args)?,
+            name,
+            entrypoint: entrypoint.into(),
+            rootfs: Some(root),
         })
     }
 
@@ -227,21 +266,7 @@ impl Images {
     pub fn busybox(&self) -> Result<Arc<TestImage>> {
         self.get("busybox", |work| {
             let root = busybox_root(work)?;
-            let name = image_name("busybox");
-            let args = [
-                "--dir".into(),
-                format!("{}:/", root.display()),
-                "--entrypoint".into(),
-                "/bin/sh".into(),
-                "--platform".into(),
-                "linux/amd64".into(),
-            ];
-            Ok(TestImage {
-                tar: Self::cli_build(work, &name, &args)?,
-                name,
-                entrypoint: "/bin/sh".into(),
-                rootfs: Some(root),
-            })
+            Self::native_build(work, "busybox", root, "/bin/sh", "linux/amd64")
         })
     }
 

@@ -15,8 +15,8 @@ use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::{
     ContainerConfig, ContainerStats, ContainerStatsRequest, ContainerStatus,
-    ContainerStatusRequest, CreateContainerRequest, ExecSyncRequest, ExecSyncResponse, ImageSpec,
-    ImageStatusRequest, ListContainersRequest, ListPodSandboxRequest, PodSandboxConfig,
+    ContainerStatusRequest, CreateContainerRequest, ExecRequest, ExecSyncRequest, ExecSyncResponse,
+    ImageSpec, ImageStatusRequest, ListContainersRequest, ListPodSandboxRequest, PodSandboxConfig,
     PodSandboxStatus, PodSandboxStatusRequest, PullImageRequest, RemoveContainerRequest,
     RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StopContainerRequest,
     StopPodSandboxRequest, VersionRequest, VersionResponse,
@@ -295,6 +295,28 @@ impl CriClient {
         };
         let deadline = CALL_TIMEOUT + Duration::from_secs(timeout_s.unsigned_abs());
         self.call(&format!("ExecSync {cmd:?}"), deadline, c.exec_sync(req))
+    }
+
+    /// `Exec` of `cmd` in container `id` with stdout and stderr (and stdin or a tty when
+    /// asked); returns the streaming URL to connect to (see [`super::stream`]). The command
+    /// only starts once a client connects to that URL.
+    ///
+    /// # Errors
+    /// When the call fails.
+    pub fn exec(&self, id: &str, cmd: &[&str], stdin: bool, tty: bool) -> Result<String> {
+        let mut c = self.runtime.clone();
+        let req = ExecRequest {
+            container_id: id.into(),
+            cmd: cmd.iter().map(|s| (*s).to_string()).collect(),
+            tty,
+            stdin,
+            stdout: true,
+            // CRI rejects stderr with a tty: the terminal merges both streams.
+            stderr: !tty,
+        };
+        Ok(self
+            .call(&format!("Exec {cmd:?}"), CALL_TIMEOUT, c.exec(req))?
+            .url)
     }
 
     /// `ContainerStats`.

@@ -16,6 +16,7 @@
 //!
 //! - `config`: the files' text (pure); `client`: the blocking CRI client;
 //!   `pod`: pod and container configs like kubelet's, [`Pod`]; `logs`: the CRI log format;
+//!   `stream`: the WebSocket client of streaming `Exec`;
 //!   `registry`, `pause`, `network`, `teardown`: the pieces named above.
 //!
 //! Environment: `WASMPOD_CRI_CONTAINERD` (default `.work/trixie/x/usr/bin/containerd`,
@@ -45,6 +46,7 @@ pub mod network;
 pub mod pause;
 pub mod pod;
 pub mod registry;
+pub mod stream;
 mod teardown;
 
 pub use client::CriClient;
