@@ -1,9 +1,10 @@
-//! Turns an [`ImageSpec`] into an image: one layer, its config and the
+//! Turns an [`ImageSpec`] into an image: one filesystem layer (and, with
+//! `--wasm-layer`, the module as a raw wasm layer), its config and the
 //! image manifest (or, with `--artifact`, the CNCF wasm artifact from
 //! [`crate::artifact`]); then writes it in the chosen [`Format`]
 //! (atomically, so a failed build leaves no output behind).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::Path;
 use std::str::FromStr;
@@ -13,9 +14,12 @@ use oci_spec::image::{
 };
 
 use crate::error::BuildError;
-use crate::image::{Blob, Form, Image, MEDIA_LAYER_GZIP, MEDIA_OCI_CONFIG};
+use crate::image::{
+    is_wasm_layer, Blob, Form, Image, ANNOTATION_TITLE, MEDIA_LAYER_GZIP, MEDIA_OCI_CONFIG,
+    WASM_LAYER_TYPES,
+};
 pub use crate::image::{ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
-use crate::layer::{Layer, LayerTree};
+use crate::layer::LayerTree;
 use crate::layout::canonical_json;
 use crate::output::{self, Format};
 use crate::reference::Reference;
@@ -111,10 +115,25 @@ pub fn assemble(spec: &ImageSpec) -> Result<Assembled, BuildError> {
         return Ok(finish(spec, image, Some(info.kind)));
     }
 
+    if let Some(media_type) = &spec.wasm_layer {
+        if !is_wasm_layer(media_type) {
+            return Err(BuildError::Unsupported(format!(
+                "--wasm-layer {media_type:?} is not a wasm layer media type (expected one of: {})",
+                WASM_LAYER_TYPES.join(", ")
+            )));
+        }
+        if spec.wasm.is_none() {
+            return Err(BuildError::Unsupported(
+                "--wasm-layer needs a WASM file to put in the layer".into(),
+            ));
+        }
+    }
+
     let mut tree = LayerTree::new();
     for mapping in &spec.dirs {
         tree.add_mapping(mapping)?;
     }
+    let mut raw_layer = None;
     let (platform, wasm_kind, default_entrypoint) = match &spec.wasm {
         Some(path) => {
             let binary = wasm::load(path)?;
@@ -122,14 +141,23 @@ pub fn assemble(spec: &ImageSpec) -> Result<Assembled, BuildError> {
                 .platform
                 .clone()
                 .unwrap_or_else(|| Platform::new(binary.kind.default_os(), WASM_ARCH));
-            // Added last so the module wins over a --dir file at the same path;
-            // 0755 because it is the entrypoint, as tools expect of one.
-            tree.add_bytes(guest_rel(WASM_GUEST_PATH), binary.bytes, 0o755)?;
-            (
-                platform,
-                Some(binary.kind),
-                Some(WASM_GUEST_PATH.to_owned()),
-            )
+            let entrypoint = match &spec.wasm_layer {
+                // The raw layer is not unpacked into the rootfs: the shim finds it by title.
+                Some(media_type) => {
+                    let title = file_name(path);
+                    let annotations =
+                        BTreeMap::from([(ANNOTATION_TITLE.to_owned(), title.clone())]);
+                    raw_layer = Some((Blob::new(media_type, binary.bytes), Some(annotations)));
+                    title
+                }
+                None => {
+                    // Added last so the module wins over a --dir file at the same path;
+                    // 0755 because it is the entrypoint, as tools expect of one.
+                    tree.add_bytes(guest_rel(WASM_GUEST_PATH), binary.bytes, 0o755)?;
+                    WASM_GUEST_PATH.to_owned()
+                }
+            };
+            (platform, Some(binary.kind), Some(entrypoint))
         }
         None => {
             if spec.entrypoint.is_none() {
@@ -146,13 +174,20 @@ pub fn assemble(spec: &ImageSpec) -> Result<Assembled, BuildError> {
         }
     };
     let entrypoint = spec.entrypoint.clone().or(default_entrypoint);
-    let layer = tree.write(spec.epoch)?;
+    // A raw wasm layer alone needs no filesystem layer; anything else gets one tar.
+    let mut layers = Vec::new();
+    let mut diff_ids = Vec::new();
+    if raw_layer.is_none() || !spec.dirs.is_empty() {
+        let layer = tree.write(spec.epoch)?;
+        diff_ids.push(format!("sha256:{}", layer.diff_id_hex));
+        layers.push((Blob::new(MEDIA_LAYER_GZIP, layer.blob), None));
+    }
+    layers.extend(raw_layer);
 
-    let config_json = config_json(spec, &platform, entrypoint, &layer)?;
-    let layer_blob = Blob::new(MEDIA_LAYER_GZIP, layer.blob);
+    let config_json = config_json(spec, &platform, entrypoint, diff_ids)?;
     let mut image = Image::assemble(
         Blob::new(MEDIA_OCI_CONFIG, config_json),
-        vec![(layer_blob, None)],
+        layers,
         &spec.annotations,
     )
     .map_err(|source| BuildError::Encode {
@@ -162,6 +197,13 @@ pub fn assemble(spec: &ImageSpec) -> Result<Assembled, BuildError> {
     image.name = Some(reference);
     image.platform = Some(platform);
     Ok(finish(spec, image, wasm_kind))
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || "app.wasm".to_owned(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 fn finish(spec: &ImageSpec, image: Image, wasm_kind: Option<WasmKind>) -> Assembled {
@@ -187,7 +229,7 @@ fn config_json(
     spec: &ImageSpec,
     platform: &Platform,
     entrypoint: Option<String>,
-    layer: &Layer,
+    diff_ids: Vec<String>,
 ) -> Result<Vec<u8>, BuildError> {
     let created = rfc3339(spec.epoch);
     let mut config = ConfigBuilder::default()
@@ -211,7 +253,7 @@ fn config_json(
         .map_err(spec_error("history"))?;
     let rootfs = RootFsBuilder::default()
         .typ("layers")
-        .diff_ids(vec![format!("sha256:{}", layer.diff_id_hex)])
+        .diff_ids(diff_ids)
         .build()
         .map_err(spec_error("rootfs"))?;
     let mut image = ImageConfigurationBuilder::default()

@@ -32,6 +32,13 @@ pub const MEDIA_DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1
 pub const MEDIA_WASM_CONFIG: &str = "application/vnd.wasm.config.v0+json";
 /// The wasm artifact's layer: the raw `.wasm` bytes.
 pub const MEDIA_WASM_LAYER: &str = "application/wasm";
+/// Layer media types whose blob is a raw `.wasm`, not a tar: what `--wasm-layer` accepts and
+/// what the shim reads from containerd's content store.
+pub const WASM_LAYER_TYPES: [&str; 3] = [
+    MEDIA_WASM_LAYER,
+    "application/vnd.wasm.content.layer.v1+wasm",
+    "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm",
+];
 /// Uncompressed OCI layer.
 pub const MEDIA_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 /// Gzip'd OCI layer.
@@ -257,6 +264,11 @@ impl Image {
 /// True for manifest media types that name an index rather than an image.
 pub fn is_index(media_type: &str) -> bool {
     media_type == MEDIA_OCI_INDEX || media_type == MEDIA_DOCKER_LIST
+}
+
+/// True for the raw wasm layer media types.
+pub fn is_wasm_layer(media_type: &str) -> bool {
+    WASM_LAYER_TYPES.contains(&media_type)
 }
 
 /// True for gzip'd layer media types.

@@ -12,7 +12,7 @@ use flate2::read::GzDecoder;
 use serde::Serialize;
 
 use crate::describe::{describe, Interface, WasmInfo};
-use crate::image::{Blob, Form, Image};
+use crate::image::{is_wasm_layer, Blob, Form, Image, ANNOTATION_TITLE};
 use crate::wasm::WasmError;
 
 /// The `--json` output of `wasmpod image inspect`. Field names are stable;
@@ -144,13 +144,20 @@ pub fn inspect_image(source: &str, image: &Image) -> Result<Inspection, InspectE
                 .and_then(|c| c.entrypoint)
                 .and_then(|e| e.into_iter().next());
             match entrypoint {
-                Some(entry) => match find_file(image, &entry)? {
-                    Some(bytes) if bytes.starts_with(b"\0asm") => {
-                        let path = format!("{source}:{entry}");
-                        let info = describe(&bytes, Path::new(&path))?;
+                Some(entry) => match wasm_layer_for(image, &entry) {
+                    Some(layer) => {
+                        let path = format!("{source}@{}", layer.digest);
+                        let info = describe(&layer.bytes, Path::new(&path))?;
                         ("image", Some(entry), Some(info))
                     }
-                    _ => ("image", None, None),
+                    None => match find_file(image, &entry)? {
+                        Some(bytes) if bytes.starts_with(b"\0asm") => {
+                            let path = format!("{source}:{entry}");
+                            let info = describe(&bytes, Path::new(&path))?;
+                            ("image", Some(entry), Some(info))
+                        }
+                        _ => ("image", None, None),
+                    },
                 },
                 None => ("image", None, None),
             }
@@ -172,12 +179,38 @@ pub fn inspect_image(source: &str, image: &Image) -> Result<Inspection, InspectE
     })
 }
 
+/// The raw wasm layer the shim would run for `entrypoint`: the only one, or the one titled
+/// with the entrypoint's file name.
+fn wasm_layer_for<'a>(image: &'a Image, entrypoint: &str) -> Option<&'a Blob> {
+    let raw: Vec<(usize, &Blob)> = image
+        .layers
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| is_wasm_layer(&l.media_type))
+        .collect();
+    if let [(_, only)] = raw.as_slice() {
+        return Some(only);
+    }
+    let file_name = entrypoint.rsplit('/').next().unwrap_or(entrypoint);
+    raw.into_iter().map(|(_, l)| l).find(|l| {
+        let title = image.doc.layers.iter().find(|d| d.digest == l.digest);
+        title
+            .and_then(|d| d.annotations.as_ref())
+            .and_then(|a| a.get(ANNOTATION_TITLE))
+            .is_some_and(|t| t == entrypoint || t == file_name)
+    })
+}
+
 /// The content of `path` in the image's filesystem (later layers win);
 /// whiteouts are not followed, which is fine for finding an entrypoint.
 fn find_file(image: &Image, path: &str) -> Result<Option<Vec<u8>>, InspectError> {
     let wanted = path.trim_start_matches('/');
     let mut found = None;
-    for layer in &image.layers {
+    for layer in image
+        .layers
+        .iter()
+        .filter(|l| !is_wasm_layer(&l.media_type))
+    {
         let fail = |source| InspectError::Layer {
             digest: layer.digest.clone(),
             source,

@@ -14,7 +14,7 @@ use std::str::FromStr;
 
 use flate2::read::GzDecoder;
 
-use crate::image::{is_gzip_layer, Form, Image};
+use crate::image::{is_gzip_layer, is_wasm_layer, Form, Image};
 use crate::layer::sha256_hex;
 use crate::layout::{self, Blob as LayoutBlob, DockerManifestEntry, OCI_LAYOUT};
 
@@ -67,6 +67,12 @@ pub enum OutputError {
          use --format oci or oci-dir, or build without --artifact"
     )]
     ArtifactAsDockerArchive,
+    /// docker-archive layers must be tars; a raw wasm layer is not.
+    #[error(
+        "an image with a raw wasm layer ({0}) cannot be written as a docker-archive; \
+         use --format oci or oci-dir, or build without --wasm-layer"
+    )]
+    WasmLayerAsDockerArchive(String),
     /// The output directory exists and is not an OCI layout we may replace.
     #[error("{} exists and is not an OCI layout directory; refusing to replace it", .0.display())]
     NotALayoutDir(PathBuf),
@@ -107,6 +113,11 @@ pub fn write(image: &Image, format: Format, out: &Path, mtime: u64) -> Result<()
             if image.form() == Form::Artifact {
                 return Err(OutputError::ArtifactAsDockerArchive);
             }
+            if let Some(raw) = image.layers.iter().find(|l| is_wasm_layer(&l.media_type)) {
+                return Err(OutputError::WasmLayerAsDockerArchive(
+                    raw.media_type.clone(),
+                ));
+            }
             let layers = uncompressed_layers(image)?;
             write_file_atomically(out, |w| docker_archive(image, &layers, w, mtime).map(drop))
                 .map_err(fail)
@@ -130,7 +141,13 @@ pub fn oci_archive<W: Write>(image: &Image, out: W, mtime: u64) -> io::Result<W>
     // Docker's classic store reads `manifest.json`; only images can use it.
     let docker = match image.form() {
         Form::Image => {
-            let layers: Vec<&str> = image.layers.iter().map(|l| l.hex()).collect();
+            // Docker's classic store knows only tar layers (what the config's diff_ids list).
+            let layers: Vec<&str> = image
+                .layers
+                .iter()
+                .filter(|l| !is_wasm_layer(&l.media_type))
+                .map(|l| l.hex())
+                .collect();
             let tags = image.name.iter().map(|n| n.familiar()).collect();
             let entry = DockerManifestEntry::new(image.config.hex(), tags, &layers);
             Some(serde_json::to_vec(&[entry]).map_err(io::Error::other)?)

@@ -37,6 +37,8 @@ pub struct ImageSpec {
     pub author: Option<String>,
     /// Build the CNCF wasm OCI artifact instead of a runnable image.
     pub artifact: bool,
+    /// Put the wasm in a raw layer of this media type instead of the filesystem layer.
+    pub wasm_layer: Option<String>,
 }
 
 impl ImageSpec {
@@ -53,6 +55,7 @@ impl ImageSpec {
             entrypoint: None,
             epoch: 0,
             annotations: BTreeMap::new(),
+            wasm_layer: None,
             author: None,
             artifact: false,
         }

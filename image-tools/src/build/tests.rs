@@ -300,3 +300,90 @@ fn digest_names_are_refused_and_env_dedups() {
         .collect();
     assert_eq!(environment(&env), [DEFAULT_PATH, "A=3", "B=2"]);
 }
+
+#[test]
+fn a_wasm_layer_image_keeps_the_module_raw_and_titled_with_no_filesystem_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    for media_type in WASM_LAYER_TYPES {
+        let mut spec = wasm_spec(dir.path(), &module(), "layered:1");
+        spec.wasm_layer = Some(media_type.to_owned());
+        let archive = archive_bytes(&spec);
+        let files = files(&archive);
+        let manifest: ImageManifest = serde_json::from_slice(blob(
+            &files,
+            &assemble(&spec).unwrap().built.manifest_digest,
+        ))
+        .unwrap();
+        let [layer] = manifest.layers().as_slice() else {
+            panic!("expected one layer, got {:?}", manifest.layers());
+        };
+        assert_eq!(layer.media_type().to_string(), media_type);
+        assert_eq!(blob(&files, layer.digest().as_ref()), module());
+        let title = layer.annotations().as_ref().unwrap()[ANNOTATION_TITLE].clone();
+        assert_eq!(title, "app.wasm");
+        let config: ImageConfiguration =
+            serde_json::from_slice(blob(&files, manifest.config().digest().as_ref())).unwrap();
+        assert!(
+            config.rootfs().diff_ids().is_empty(),
+            "no tar layer, no diff_id"
+        );
+        let entrypoint = config.config().as_ref().unwrap().entrypoint().clone();
+        assert_eq!(entrypoint, Some(vec!["app.wasm".to_owned()]));
+        assert_eq!(config.architecture().to_string(), "wasm");
+        // docker's manifest.json lists tar layers only, so it matches the diff_ids.
+        let docker: Vec<DockerManifestEntry> =
+            serde_json::from_slice(&files["manifest.json"]).unwrap();
+        assert!(docker[0].layers.is_empty(), "{:?}", docker[0].layers);
+    }
+}
+
+#[test]
+fn a_wasm_layer_with_dirs_adds_one_tar_layer_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("greeting.txt"), "hi").unwrap();
+    let mut spec = wasm_spec(dir.path(), &module(), "layered:2");
+    spec.wasm_layer = Some(WASM_LAYER_TYPES[1].to_owned());
+    spec.dirs = vec![format!("{}:/data", data.display()).parse().unwrap()];
+    let assembled = assemble(&spec).unwrap();
+    let media: Vec<_> = assembled
+        .image
+        .layers
+        .iter()
+        .map(|l| l.media_type.as_str())
+        .collect();
+    assert_eq!(media, [MEDIA_LAYER_GZIP, WASM_LAYER_TYPES[1]]);
+    let config: ImageConfiguration = serde_json::from_slice(&assembled.image.config.bytes).unwrap();
+    assert_eq!(config.rootfs().diff_ids().len(), 1);
+}
+
+#[test]
+fn a_wasm_layer_needs_a_wasm_media_type_a_module_and_an_oci_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = wasm_spec(dir.path(), &module(), "layered:3");
+    spec.wasm_layer = Some("application/vnd.oci.image.layer.v1.tar".into());
+    let err = assemble(&spec).unwrap_err().to_string();
+    assert!(err.contains("is not a wasm layer media type"), "{err}");
+    assert!(
+        err.contains("application/vnd.wasm.content.layer.v1+wasm"),
+        "{err}"
+    );
+
+    spec.wasm_layer = Some(WASM_LAYER_TYPES[0].into());
+    spec.wasm = None;
+    let err = assemble(&spec).unwrap_err().to_string();
+    assert!(err.contains("--wasm-layer needs a WASM file"), "{err}");
+
+    let mut spec = wasm_spec(dir.path(), &module(), "layered:3");
+    spec.wasm_layer = Some(WASM_LAYER_TYPES[0].into());
+    let out = dir.path().join("out.tar");
+    let err = build_as(&spec, &out, Format::DockerArchive)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("cannot be written as a docker-archive"),
+        "{err}"
+    );
+    assert!(!out.exists());
+}

@@ -28,6 +28,13 @@ pub struct BuildArgs {
     /// one application/wasm layer) instead of a runnable image.
     #[arg(long)]
     artifact: bool,
+    /// Put the wasm in a raw (non-tar) layer of this media type, titled with
+    /// the file name, instead of /app.wasm in the filesystem layer:
+    /// application/wasm, application/vnd.wasm.content.layer.v1+wasm or
+    /// application/vnd.bytecodealliance.wasm.component.layer.v0+wasm.
+    /// containerd keeps such layers in its content store (1.7.7 and later).
+    #[arg(long, value_name = "MEDIA_TYPE", conflicts_with = "artifact")]
+    wasm_layer: Option<String>,
     /// Manifest annotation (repeatable).
     #[arg(long = "annotation", value_name = "KEY=VALUE")]
     annotations: Vec<Annotation>,
@@ -49,7 +56,8 @@ pub struct BuildArgs {
     /// Platform; defaults to wasip1/wasm (module) or wasip2/wasm (component).
     #[arg(long, value_name = "OS/ARCH")]
     platform: Option<Platform>,
-    /// Entrypoint path in the image; defaults to /app.wasm for WASM images.
+    /// Entrypoint path in the image; defaults to /app.wasm for WASM images
+    /// (the file name with --wasm-layer).
     #[arg(long, value_name = "PATH")]
     entrypoint: Option<String>,
 }
@@ -71,6 +79,7 @@ pub fn run(args: BuildArgs) -> Result<()> {
         .collect();
     image.author = args.author;
     image.artifact = args.artifact;
+    image.wasm_layer = args.wasm_layer;
     image.platform = args.platform;
     image.entrypoint = args.entrypoint;
     image.epoch = spec::source_date_epoch(epoch.as_deref())?;

@@ -124,3 +124,20 @@ fn native_images_have_no_wasm() {
     assert_eq!(report.wasm, None);
     assert!(render(&report).contains("wasm:       none"));
 }
+
+#[test]
+fn a_raw_wasm_layer_is_described_as_the_images_wasm() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hello.wasm");
+    std::fs::write(&path, wat::parse_str(COMPONENT_WAT).unwrap()).unwrap();
+    let mut spec = ImageSpec::new(Reference::parse("layered:1").unwrap());
+    spec.wasm = Some(path);
+    spec.wasm_layer = Some(crate::image::WASM_LAYER_TYPES[2].into());
+    let image = assemble(&spec).unwrap().image;
+    let report = inspect_image("layered.tar", &image).unwrap();
+    assert_eq!(report.form, "image");
+    assert_eq!(report.wasm_path.as_deref(), Some("hello.wasm"));
+    let wasm = report.wasm.expect("the layer's wasm is described");
+    assert_eq!(wasm.kind, crate::wasm::WasmKind::Component);
+    assert_eq!(report.platform.as_deref(), Some("wasip2/wasm"));
+}
