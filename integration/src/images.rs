@@ -182,6 +182,63 @@ impl Images {
         self.wasm_with(program, &[])
     }
 
+    /// `program` as a raw wasm layer of `media_type` (`wasmpod image build --wasm-layer`):
+    /// no filesystem layer, entrypoint `<program>.wasm` (the layer's title), or with
+    /// `dir` = `(host, guest)` one tar layer of those files too.
+    ///
+    /// # Errors
+    /// When the program or the CLI is missing or the build fails.
+    pub fn wasm_layer(
+        &self,
+        program: &str,
+        media_type: &str,
+        dir: Option<(&Path, &str)>,
+    ) -> Result<Arc<TestImage>> {
+        let key = sanitize(&format!(
+            "layer-{program}-{media_type}-{}",
+            dir.map(|d| d.1).unwrap_or_default()
+        ));
+        self.get(&key.clone(), |work| {
+            let name = image_name(&key);
+            let mut args = vec![
+                Self::program(program)?.display().to_string(),
+                "--wasm-layer".into(),
+                media_type.into(),
+            ];
+            if let Some((host, guest)) = dir {
+                args.extend(["--dir".into(), format!("{}:{guest}", host.display())]);
+            }
+            Ok(TestImage {
+                tar: Self::cli_build(work, &name, &args)?,
+                name,
+                entrypoint: format!("{program}.wasm"),
+                rootfs: None,
+            })
+        })
+    }
+
+    /// `program` as the CNCF wasm OCI artifact (`wasmpod image build --artifact`). It has no
+    /// entrypoint: a run names `<program>.wasm`, the layer's title.
+    ///
+    /// # Errors
+    /// When the program or the CLI is missing or the build fails.
+    pub fn artifact(&self, program: &str) -> Result<Arc<TestImage>> {
+        let key = sanitize(&format!("artifact-{program}"));
+        self.get(&key.clone(), |work| {
+            let name = image_name(&key);
+            let args = [
+                Self::program(program)?.display().to_string(),
+                "--artifact".into(),
+            ];
+            Ok(TestImage {
+                tar: Self::cli_build(work, &name, &args)?,
+                name,
+                entrypoint: format!("{program}.wasm"),
+                rootfs: None,
+            })
+        })
+    }
+
     /// The printer image, whose config adds `IMAGE_VAR=from-image` to the environment.
     ///
     /// # Errors

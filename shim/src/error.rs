@@ -7,6 +7,7 @@
 use containerd_shim::protos::ttrpc::{self, Code};
 
 use crate::engine::EngineError;
+use crate::image::ImageError;
 use crate::isolation::IsolationError;
 use crate::spec::SpecError;
 use crate::task::TaskError;
@@ -23,6 +24,9 @@ pub enum Error {
     /// The Linux container could not be built or controlled.
     #[error(transparent)]
     Isolation(#[from] IsolationError),
+    /// The image's wasm layers could not be read or none fits the process.
+    #[error(transparent)]
+    Image(#[from] ImageError),
     /// A lifecycle rule was broken (unknown id, illegal transition).
     #[error(transparent)]
     Task(#[from] TaskError),
@@ -72,6 +76,9 @@ impl Error {
             Error::Isolation(IsolationError::EntrypointNotFound { .. }) => Code::NOT_FOUND,
             Error::Isolation(IsolationError::NotRunnable { .. }) => Code::INVALID_ARGUMENT,
             Error::Isolation(_) => Code::INTERNAL,
+            Error::Image(ImageError::NoLayerFor { .. }) => Code::NOT_FOUND,
+            Error::Image(ImageError::BadDocument { .. }) => Code::INVALID_ARGUMENT,
+            Error::Image(_) => Code::INTERNAL,
             Error::Task(TaskError::NotFound(_)) => Code::NOT_FOUND,
             Error::Task(TaskError::AlreadyExists(_)) => Code::ALREADY_EXISTS,
             Error::Task(TaskError::InvalidTransition { .. }) => Code::FAILED_PRECONDITION,
@@ -84,5 +91,72 @@ impl Error {
 impl From<Error> for ttrpc::Error {
     fn from(e: Error) -> Self {
         ttrpc::Error::RpcStatus(ttrpc::get_status(e.code(), e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    #[test]
+    fn what_the_user_got_wrong_is_invalid_argument_or_not_found() {
+        let missing = Error::Isolation(IsolationError::EntrypointNotFound {
+            path: PathBuf::from("/app.wasm"),
+            reason: "no such file".into(),
+        });
+        assert_eq!(missing.code(), Code::NOT_FOUND);
+        let no_layer = Error::Image(ImageError::NoLayerFor {
+            program: "x.wasm".into(),
+            titles: vec!["a.wasm".into(), "b.wasm".into()],
+        });
+        assert_eq!(no_layer.code(), Code::NOT_FOUND);
+        let bad_manifest = Error::Image(ImageError::BadDocument {
+            what: "manifest",
+            reason: "eof".into(),
+        });
+        assert_eq!(bad_manifest.code(), Code::INVALID_ARGUMENT);
+        assert_eq!(
+            Error::InvalidArgument("x".into()).code(),
+            Code::INVALID_ARGUMENT
+        );
+    }
+
+    #[test]
+    fn what_the_node_got_wrong_is_internal() {
+        let unreachable = Error::Image(ImageError::Connect {
+            address: "/run/containerd/containerd.sock".into(),
+            reason: "refused".into(),
+        });
+        assert_eq!(unreachable.code(), Code::INTERNAL);
+        let io = Error::io("reading x", std::io::Error::other("boom"));
+        assert_eq!(io.code(), Code::INTERNAL);
+    }
+
+    #[test]
+    fn lifecycle_errors_keep_their_grpc_meaning() {
+        assert_eq!(
+            Error::Task(TaskError::NotFound("c".into())).code(),
+            Code::NOT_FOUND
+        );
+        assert_eq!(
+            Error::Task(TaskError::AlreadyExists("c".into())).code(),
+            Code::ALREADY_EXISTS
+        );
+        assert_eq!(
+            Error::Unimplemented("checkpoint").code(),
+            Code::UNIMPLEMENTED
+        );
+    }
+
+    #[test]
+    fn the_ttrpc_status_carries_the_code_and_the_message() {
+        let e: ttrpc::Error = Error::InvalidArgument("exec: the exec id is empty".into()).into();
+        let ttrpc::Error::RpcStatus(status) = e else {
+            panic!("not a status: {e:?}");
+        };
+        assert_eq!(status.code(), Code::INVALID_ARGUMENT);
+        assert!(status.message().contains("exec id is empty"));
     }
 }

@@ -10,10 +10,12 @@
 //! - [`engine`]: wasmtime only: engine config, compile cache, WASI p1/p2, exit codes.
 //! - [`isolation`]: Linux only: the container (namespaces, cgroups, rootfs) via libcontainer.
 //! - [`stdio`]: containerd's fifos; nothing else touches them.
+//! - [`image`]: the container's image through containerd's API: wasm layers kept as content.
 //! - [`error`]: the crate error and its single mapping to ttrpc codes.
 
 pub mod engine;
 pub mod error;
+pub mod image;
 pub mod instance;
 pub mod isolation;
 pub mod plan;

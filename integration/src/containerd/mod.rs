@@ -65,6 +65,17 @@ pub struct Containerd {
     env: Vec<(String, String)>,
 }
 
+/// The ctr shipped beside `containerd` (so a containerd 1.7 gets its 1.7 ctr), else
+/// [`paths::ctr_path`].
+fn ctr_for(containerd: &Path) -> PathBuf {
+    let beside = containerd.with_file_name("ctr");
+    if std::env::var_os("WASMPOD_CTR").is_none() && beside.is_file() {
+        beside
+    } else {
+        paths::ctr_path()
+    }
+}
+
 impl Containerd {
     /// Starts the containerd named by `WASMPOD_CONTAINERD` (default `/usr/bin/containerd`).
     ///
@@ -101,7 +112,7 @@ impl Containerd {
         let mut me = Self {
             grpc: dir.join("c.sock"),
             namespace: unique_name("wasmpod-it"),
-            ctr: paths::ctr_path(),
+            ctr: ctr_for(&binary),
             log: dir.join("containerd.log"),
             child: None,
             refs: Mutex::default(),

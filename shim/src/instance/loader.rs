@@ -1,6 +1,8 @@
-//! From a spec's process to a workload: find the program in the rootfs, classify it, load and
-//! check wasm (compile once, cached), map the spec to a WASI plan.
+//! From a spec's process to a workload: find the program in the rootfs (else in the image's raw
+//! wasm layers), classify it, load and check wasm (compile once, cached), map the spec to a WASI
+//! plan.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -8,8 +10,10 @@ use log::{debug, warn};
 use oci_spec::runtime::Spec;
 
 use super::guest::WasmGuest;
+use super::layers::ImageLayers;
 use crate::engine::{EngineConfig, WasmEngine};
 use crate::error::Result;
+use crate::image::manifest;
 use crate::isolation::rootfs::{self, ProgramKind};
 use crate::isolation::{IsolationError, Workload};
 use crate::spec;
@@ -47,12 +51,18 @@ impl Loader {
         Ok(self.engine.get_or_init(|| engine).clone())
     }
 
-    /// Finds `process.args[0]` in `rootfs`, decides what it is, and for wasm loads (or maps the
-    /// cached) program and maps the spec to its WASI plan.
+    /// Finds `process.args[0]` in `rootfs`, else among the image's wasm layers; decides what it
+    /// is, and for wasm loads (or maps the cached) program and maps the spec to its WASI plan.
     ///
     /// # Errors
-    /// Bad spec, missing or unrunnable entrypoint, invalid module.
-    pub fn workload(&self, id: &str, spec: &Spec, rootfs: &Path) -> Result<Workload> {
+    /// Bad spec, missing or unrunnable entrypoint, invalid module, unreadable image layers.
+    pub fn workload(
+        &self,
+        id: &str,
+        spec: &Spec,
+        rootfs: &Path,
+        image: &ImageLayers,
+    ) -> Result<Workload> {
         let process = spec
             .process()
             .as_ref()
@@ -66,13 +76,31 @@ impl Loader {
             .ok_or(spec::SpecError::EmptyArgs)?;
         let (program_path, export) = spec::split_export(arg0)?;
         let in_root = |p: &Path| rootfs::is_file_in_root(rootfs, p);
-        let path = spec::resolve_entrypoint(program_path, &env, &cwd, in_root)?;
+        let resolved = spec::resolve_entrypoint(program_path, &env, &cwd, in_root);
         rootfs::create_dir_in_root(rootfs, &cwd).map_err(|e| IsolationError::Rootfs {
             path: cwd.clone(),
             reason: format!("cannot create the working directory (process.cwd): {e}"),
         })?;
-        let bytes = rootfs::read_in_root(rootfs, &path)?;
-        match rootfs::classify(&bytes) {
+        let (path, bytes, from_layer) = match resolved {
+            Ok(path) => {
+                let bytes = rootfs::read_in_root(rootfs, &path)?;
+                (path, Cow::Owned(bytes), false)
+            }
+            // containerd keeps raw wasm layers out of the snapshot: look there before giving up.
+            Err(not_found) => match image.get()? {
+                [] => return Err(not_found.into()),
+                layers => {
+                    let layer = manifest::choose(layers, program_path)?;
+                    debug!("{id}: {program_path} is the image's wasm layer {layer:?}");
+                    (
+                        PathBuf::from(layer.name()),
+                        Cow::Borrowed(&layer.bytes[..]),
+                        true,
+                    )
+                }
+            },
+        };
+        match rootfs::classify(&bytes).filter(|k| !from_layer || *k == ProgramKind::Wasm) {
             Some(ProgramKind::Native) => {
                 debug!("{id}: {} is a native program", path.display());
                 Ok(Workload::Exec)
@@ -89,7 +117,11 @@ impl Loader {
                     Some(m) => m.source().as_ref().is_some_and(|s| s.is_file()),
                     None => in_root(p),
                 };
-                let plan = spec::plan_from_spec(spec, Path::new("/"), is_file)?;
+                let plan = if from_layer {
+                    spec::plan_for_program(spec, Path::new("/"), is_file, path.clone())?
+                } else {
+                    spec::plan_from_spec(spec, Path::new("/"), is_file)?
+                };
                 debug!(
                     "{id}: {} is a wasm {}, plan {plan:?}",
                     path.display(),

@@ -1,12 +1,14 @@
 //! A wasmpod container: the place where spec, engine, isolation and stdio meet.
 //!
 //! [`ContainerFactory::create`] reads the bundle, stacks the rootfs, lets the [`Loader`] find and
-//! load `process.args[0]` (wasm, ELF / `#!`, or a clear error), opens the fifos, and builds the
+//! load `process.args[0]` (wasm, ELF / `#!`, a raw wasm layer of the container's image, or a clear
+//! error), opens the fifos, and builds the
 //! Linux container whose init process runs the workload. Execs go through the same loader with
 //! the exec's process, and join the container. Everything here is glue; the rules live in the
 //! modules it calls.
 
 mod guest;
+mod layers;
 mod loader;
 
 use std::os::fd::RawFd;
@@ -17,24 +19,44 @@ use log::warn;
 use oci_spec::runtime::{LinuxResources, Spec};
 
 use crate::error::Result;
+use crate::image::ImageSource;
 use crate::isolation::rootfs;
 use crate::isolation::{CgroupStats, ContainerConfig, Layout, LinuxContainer, Workload};
 use crate::task::{CreateRequest, ExecProcess, ExecRequest, Instance, InstanceFactory};
+pub use layers::ImageLayers;
 pub use loader::{Loader, CACHE_DIR_ENV, CACHE_MAX_MB_ENV};
+
+/// The CRI's annotation naming a container's image: used when the container record has none.
+pub const CRI_IMAGE_ANNOTATION: &str = "io.kubernetes.cri.image-name";
 
 /// Builds containers.
 pub struct ContainerFactory {
     loader: Arc<Loader>,
     log_fd: Option<RawFd>,
+    images: Option<ImageSource>,
 }
 
 impl ContainerFactory {
-    /// A factory whose containers keep `log_fd` (the shim log) open for their failure reports.
-    pub fn new(log_fd: Option<RawFd>) -> Self {
+    /// A factory whose containers keep `log_fd` (the shim log) open for their failure reports
+    /// and find raw wasm layers through `images` (none: programs must be in the rootfs).
+    pub fn new(log_fd: Option<RawFd>, images: Option<ImageSource>) -> Self {
         Self {
             loader: Arc::new(Loader::default()),
             log_fd,
+            images,
         }
+    }
+
+    fn image_layers(&self, id: &str, spec: &Spec) -> ImageLayers {
+        let Some(source) = self.images.clone() else {
+            return ImageLayers::none();
+        };
+        let id = id.to_owned();
+        let hint = spec
+            .annotations()
+            .as_ref()
+            .and_then(|a| a.get(CRI_IMAGE_ANNOTATION).cloned());
+        ImageLayers::new(Box::new(move || source.wasm_layers(&id, hint.as_deref())))
     }
 }
 
@@ -55,9 +77,10 @@ impl InstanceFactory for ContainerFactory {
             .collect();
         rootfs::mount_all(&mounts, &rootfs)?;
         let mounted = !mounts.is_empty();
+        let image = Arc::new(self.image_layers(&req.id, &spec));
         let built = self
             .loader
-            .workload(&req.id, &spec, &rootfs)
+            .workload(&req.id, &spec, &rootfs, &image)
             .and_then(|workload| {
                 let stdio = crate::stdio::open(&req.stdin, &req.stdout, &req.stderr)?;
                 Ok(LinuxContainer::create(ContainerConfig {
@@ -76,6 +99,7 @@ impl InstanceFactory for ContainerFactory {
                 spec,
                 rootfs,
                 mounted,
+                image,
                 loader: self.loader.clone(),
                 log_fd: self.log_fd,
             }),
@@ -96,6 +120,7 @@ pub struct Container {
     spec: Spec,
     rootfs: PathBuf,
     mounted: bool,
+    image: Arc<ImageLayers>,
     loader: Arc<Loader>,
     log_fd: Option<RawFd>,
 }
@@ -150,7 +175,9 @@ impl Instance for Container {
         let mut spec = self.spec.clone();
         spec.set_process(Some(req.process.clone()));
         let label = format!("{} exec {}", self.id, req.exec_id);
-        let workload = self.loader.workload(&label, &spec, &self.rootfs)?;
+        let workload = self
+            .loader
+            .workload(&label, &spec, &self.rootfs, &self.image)?;
         Ok(ContainerExec {
             linux: self.linux.clone(),
             request: req.clone(),

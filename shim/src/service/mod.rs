@@ -23,6 +23,7 @@ use log::{error, warn};
 pub use events::Publisher;
 pub use task::TaskService;
 
+use crate::image::ImageSource;
 use crate::instance::ContainerFactory;
 use crate::task::Tasks;
 
@@ -35,6 +36,8 @@ pub struct Service {
     namespace: String,
     id: String,
     debug: bool,
+    /// containerd's gRPC socket, where the images of raw wasm layers are read.
+    address: String,
 }
 
 /// The shim a container joins: its pod's, or its own.
@@ -63,6 +66,7 @@ impl Shim for Service {
             namespace: args.namespace.clone(),
             id: args.id.clone(),
             debug: args.debug,
+            address: args.address.clone(),
         }
     }
 
@@ -103,8 +107,10 @@ impl Shim for Service {
                 None
             }
         };
+        let images =
+            (!self.address.is_empty()).then(|| ImageSource::new(&self.address, &self.namespace));
         let tasks = Arc::new(Tasks::new(
-            ContainerFactory::new(log_fd),
+            ContainerFactory::new(log_fd, images),
             Publisher::new(publisher, &self.namespace),
         ));
         tokio::spawn(forward_exits(tasks.clone()));

@@ -55,6 +55,29 @@ pub fn plan_from_spec(
     rootfs_host: &Path,
     is_file: impl Fn(&Path) -> bool,
 ) -> Result<WasiPlan, SpecError> {
+    plan_with(spec, rootfs_host, is_file, None)
+}
+
+/// [`plan_from_spec`] for a program that is not a file of the rootfs (a raw wasm layer of the
+/// image): `program` is recorded as the entrypoint instead of resolving `args[0]`.
+///
+/// # Errors
+/// As [`plan_from_spec`], without [`SpecError::EntrypointNotFound`].
+pub fn plan_for_program(
+    spec: &Spec,
+    rootfs_host: &Path,
+    is_file: impl Fn(&Path) -> bool,
+    program: PathBuf,
+) -> Result<WasiPlan, SpecError> {
+    plan_with(spec, rootfs_host, is_file, Some(program))
+}
+
+fn plan_with(
+    spec: &Spec,
+    rootfs_host: &Path,
+    is_file: impl Fn(&Path) -> bool,
+    resolved: Option<PathBuf>,
+) -> Result<WasiPlan, SpecError> {
     let process = spec.process().as_ref().ok_or(SpecError::MissingProcess)?;
     let args = process.args().as_deref().unwrap_or_default();
     let (arg0, rest) = args.split_first().ok_or(SpecError::EmptyArgs)?;
@@ -70,9 +93,12 @@ pub fn plan_from_spec(
     let mounts = spec.mounts().as_deref().unwrap_or_default();
     let preopens = preopens(mounts, rootfs_host, root_read_only, &is_file)?;
 
-    let path = resolve_entrypoint(program, &env, &cwd, |guest| {
-        is_file(&host_path(rootfs_host, guest))
-    })?;
+    let path = match resolved {
+        Some(path) => path,
+        None => resolve_entrypoint(program, &env, &cwd, |guest| {
+            is_file(&host_path(rootfs_host, guest))
+        })?,
+    };
 
     let argv = std::iter::once(program.to_owned())
         .chain(rest.iter().cloned())

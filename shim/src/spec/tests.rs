@@ -386,3 +386,19 @@ fn host_path_stays_under_the_rootfs() {
         PathBuf::from("/r/a")
     );
 }
+
+#[test]
+fn a_program_from_an_image_layer_is_not_looked_up_in_the_rootfs() {
+    let spec = spec_with(process(&["hello.wasm#run", "x"], &["A=1"], "/"));
+    let plan = plan_for_program(
+        &spec,
+        Path::new(ROOTFS),
+        files(&[]),
+        PathBuf::from("hello.wasm"),
+    )
+    .expect("no rootfs lookup");
+    assert_eq!(plan.entrypoint.path, PathBuf::from("hello.wasm"));
+    assert_eq!(plan.entrypoint.export.as_deref(), Some("run"));
+    assert_eq!(plan.argv, strings(&["hello.wasm", "x"]));
+    assert_eq!(plan.env, vec![("A".into(), "1".into())]);
+}
