@@ -198,7 +198,8 @@ impl ExecStream {
                     WsError::ConnectionClosed
                     | WsError::AlreadyClosed
                     | WsError::Protocol(
-                        tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+                        tungstenite::error::ProtocolError::ResetWithoutClosingHandshake
+                        | tungstenite::error::ProtocolError::ReceivedAfterClosing,
                     ),
                 ) => break,
                 Err(e) => {
@@ -207,7 +208,9 @@ impl ExecStream {
             };
             let data = match msg {
                 Message::Binary(b) => b,
-                Message::Close(_) => continue,
+                // The server's close frame ends the stream; reading on would only race with
+                // frames it flushes after it ("Remote sent after having closed").
+                Message::Close(_) => break,
                 Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
                 Message::Text(t) => bail!("unexpected text message {t:?} (base64 protocol?)"),
             };
