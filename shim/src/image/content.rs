@@ -24,12 +24,6 @@ pub struct ImageSource {
     namespace: String,
 }
 
-/// What a blob is, for error messages.
-struct Blob<'a> {
-    digest: &'a str,
-    what: &'static str,
-}
-
 impl ImageSource {
     /// containerd at `address` (its gRPC socket), containers of `namespace`.
     pub fn new(address: impl Into<String>, namespace: impl Into<String>) -> Self {
@@ -130,20 +124,16 @@ impl ImageSource {
         digest: &str,
         what: &'static str,
     ) -> Result<Vec<u8>, ImageError> {
-        let blob = Blob { digest, what };
+        let failed = |s: Status| call_failed(format!("reading the {what} {digest}"), &s);
         let mut content = ContentClient::new(channel.clone());
         let request = self.request(ReadContentRequest {
             digest: digest.to_owned(),
             offset: 0,
             size: 0,
         });
-        let mut stream = content
-            .read(request)
-            .await
-            .map_err(|s| read_failed(&blob, &s))?
-            .into_inner();
+        let mut stream = content.read(request).await.map_err(failed)?.into_inner();
         let mut bytes = Vec::new();
-        while let Some(chunk) = stream.message().await.map_err(|s| read_failed(&blob, &s))? {
+        while let Some(chunk) = stream.message().await.map_err(failed)? {
             bytes.extend_from_slice(&chunk.data);
         }
         Ok(bytes)
@@ -164,10 +154,6 @@ fn call_failed(what: String, status: &Status) -> ImageError {
         what,
         reason: status.message().to_owned(),
     }
-}
-
-fn read_failed(blob: &Blob<'_>, status: &Status) -> ImageError {
-    call_failed(format!("reading the {} {}", blob.what, blob.digest), status)
 }
 
 fn verify(digest: &str, bytes: &[u8]) -> Result<(), ImageError> {
