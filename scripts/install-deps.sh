@@ -8,6 +8,7 @@ packages=(
   clang lld wasi-libc libclang-rt-14-dev-wasm32
   libseccomp-dev pkg-config protobuf-compiler
   wabt skopeo umoci docker-registry containernetworking-plugins iproute2
+  bsdutils  # script(1): gives ctr and docker a terminal in the -t tests
 )
 targets=(wasm32-wasip1 wasm32-wasip2)
 

@@ -25,7 +25,7 @@ expected() {
         *) echo module-wasi ;;
     esac
 }
-ALL="hello hello-component printer files exit-code trap sleeper hello-c memhog
+ALL="hello hello-component printer files exit-code trap sleeper hello-c memhog tty
 bad/not-wasm bad/invalid bad/imports-env"
 
 kind_of() {

@@ -23,7 +23,7 @@ const BUILD_TIMEOUT: Duration = Duration::from_secs(120);
 /// Applets linked in the busybox images' `/bin`.
 pub const BUSYBOX_APPLETS: &[&str] = &[
     "sh", "echo", "cat", "sleep", "ls", "id", "env", "pwd", "true", "false", "mkdir", "rm",
-    "touch", "wc", "head", "grep", "printf", "uname",
+    "touch", "wc", "head", "grep", "printf", "uname", "tty", "stty",
 ];
 
 /// An image tar ready for `ctr images import`.

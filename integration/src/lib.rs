@@ -16,7 +16,8 @@
 //! - `cri`: containerd 1.7 with its CRI plugin driven as kubelet would (pods, exec, logs, stats);
 //!   `docker`: a private dockerd with the containerd image store.
 //! - `events`: `ctr events` in the background; `shim_api`: direct ttrpc calls to a shim
-//!   (`Update`, which ctr cannot send).
+//!   (`Update` and `ResizePty` with sizes of the test's choosing, which ctr cannot send).
+//! - `terminal`: [`terminal::InTerminal`], a command on a pty of its own (`ctr run -t`).
 //!
 //! ```no_run
 //! use wasmpod_integration::{images, with_containerd};
@@ -47,6 +48,7 @@ pub mod shim_api;
 pub mod spec;
 pub mod system;
 pub mod task;
+pub mod terminal;
 
 pub use containerd::{unique_name, with_containerd, with_containerd_env, Containerd, TaskInfo};
 pub use images::{images, Images, TestImage};

@@ -4,7 +4,7 @@
 //! turns into a test failure with the output so far, never a hung test run.
 
 use std::io::Read;
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -140,6 +140,25 @@ pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Result<Output> 
         bail!("timed out after {timeout:?}, killed\n{output}");
     }
     Ok(output)
+}
+
+/// Waits for `child` to exit; after `timeout` it is killed and reaped, and `None` returned.
+///
+/// # Errors
+/// When its status cannot be read.
+pub fn wait_or_kill(child: &mut Child, timeout: Duration) -> Result<Option<ExitStatus>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(None);
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Polls `f` every 50 ms until it returns `Some`, for at most `timeout`.

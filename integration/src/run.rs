@@ -1,4 +1,5 @@
-//! `ctr run`, as a builder: run to completion, spawn in the background, or detach.
+//! `ctr run`, as a builder: run to completion, spawn in the background, on a terminal, or
+//! detach.
 //!
 //! Builds the ctr command line only; everything about the daemon lives in `containerd`.
 //! Runs of the wasmpod runtime first check the shim binary exists, so a missing build
@@ -14,9 +15,10 @@ use anyhow::{bail, Context, Result};
 
 use crate::containerd::{unique_name, Containerd};
 use crate::paths::{self, RUNC_RUNTIME, WASMPOD_RUNTIME};
-use crate::process::{cmdline, run_with_timeout, Output};
+use crate::process::{cmdline, run_with_timeout, wait_or_kill, Output};
 use crate::spec::{user_spec, BindMount, SpecParams};
 use crate::task::Task;
+use crate::terminal::InTerminal;
 
 /// Default deadline for a container run to finish.
 pub const RUN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -291,6 +293,14 @@ impl<'a> Run<'a> {
         })
     }
 
+    /// `ctr run --rm -t` on a terminal of its own, to type into and read from.
+    ///
+    /// # Errors
+    /// When ctr cannot be spawned.
+    pub fn terminal(self) -> Result<InTerminal> {
+        InTerminal::spawn(&self.command(&["--rm", "-t"])?)
+    }
+
     /// `ctr run -d`: returns once the task runs, with a handle to drive it.
     ///
     /// # Errors
@@ -339,21 +349,12 @@ impl<'a> Spawned<'a> {
         let Some(mut child) = self.child.take() else {
             bail!("already waited");
         };
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            if let Some(s) = child.try_wait()? {
-                break s;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!(
-                    "{} did not exit within {timeout:?}; stdout so far: {:?}",
-                    self.cmdline,
-                    self.stdout_so_far()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        let Some(status) = wait_or_kill(&mut child, timeout)? else {
+            bail!(
+                "{} did not exit within {timeout:?}; stdout so far: {:?}",
+                self.cmdline,
+                self.stdout_so_far()
+            );
         };
         Ok(Output {
             cmdline: self.cmdline.clone(),

@@ -3,15 +3,16 @@
 //! Neither ctr 1.6 nor 1.7 has `ctr task update`, yet the Task service's `Update` is what the
 //! CRI calls for `UpdateContainerResources`. [`Containerd::shim_update`] sends the same request
 //! containerd would forward: a `LinuxResources` as JSON in an `Any` of the type containerd's
-//! typeurl registers for it. The shim's address comes from the `address` file containerd
-//! keeps in the task bundle.
+//! typeurl registers for it. ctr sends `ResizePty` only with its own terminal's size;
+//! [`Containerd::shim_resize_pty`] sends any. The shim's address comes from the `address` file
+//! containerd keeps in the task bundle.
 
 use std::fs;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
-use containerd_shim_protos::api::UpdateTaskRequest;
+use containerd_shim_protos::api::{ResizePtyRequest, UpdateTaskRequest};
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::ttrpc::{context, Client};
 use containerd_shim_protos::TaskClient;
@@ -45,15 +46,20 @@ impl Containerd {
         Ok(address.trim().to_string())
     }
 
+    /// A Task service client on the shim of task `id`.
+    fn shim_tasks(&self, id: &str) -> Result<TaskClient> {
+        let address = self.shim_address(id)?;
+        let client =
+            Client::connect(&address).with_context(|| format!("connect to shim {address}"))?;
+        Ok(TaskClient::new(client))
+    }
+
     /// Sends `Update` for task `id` with `resources` (OCI `LinuxResources` JSON) to its shim.
     ///
     /// # Errors
     /// When the shim cannot be reached or refuses the update (with its message).
     pub fn shim_update(&self, id: &str, resources: &serde_json::Value) -> Result<()> {
-        let address = self.shim_address(id)?;
-        let client =
-            Client::connect(&address).with_context(|| format!("connect to shim {address}"))?;
-        let tasks = TaskClient::new(client);
+        let tasks = self.shim_tasks(id)?;
         let req = UpdateTaskRequest {
             id: id.to_string(),
             resources: Some(Any {
@@ -67,6 +73,24 @@ impl Containerd {
         tasks
             .update(context::with_duration(CALL_TIMEOUT), &req)
             .map_err(|e| anyhow!("shim Update of {id} with {resources}: {e}"))?;
+        Ok(())
+    }
+
+    /// Sends `ResizePty` for task `id` (its init with an empty `exec_id`, else that exec).
+    ///
+    /// # Errors
+    /// When the shim cannot be reached or refuses (with its message).
+    pub fn shim_resize_pty(&self, id: &str, exec_id: &str, width: u32, height: u32) -> Result<()> {
+        let req = ResizePtyRequest {
+            id: id.to_string(),
+            exec_id: exec_id.to_string(),
+            width,
+            height,
+            ..Default::default()
+        };
+        self.shim_tasks(id)?
+            .resize_pty(context::with_duration(CALL_TIMEOUT), &req)
+            .map_err(|e| anyhow!("shim ResizePty of {id} {exec_id:?} to {width}x{height}: {e}"))?;
         Ok(())
     }
 }

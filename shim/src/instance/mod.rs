@@ -2,18 +2,18 @@
 //!
 //! [`ContainerFactory::create`] reads the bundle, stacks the rootfs, lets the [`Loader`] find and
 //! load `process.args[0]` (wasm, ELF / `#!`, a raw wasm layer of the container's image, or a clear
-//! error), opens the fifos, and builds the
-//! Linux container whose init process runs the workload. Execs go through the same loader with
-//! the exec's process, and join the container. Everything here is glue; the rules live in the
-//! modules it calls.
+//! error), opens the fifos (or a terminal, see [`io`]), and builds the Linux container whose init
+//! process runs the workload. Execs go through the same loader with the exec's process, and join
+//! the container. Everything here is glue; the rules live in the modules it calls.
 
 mod guest;
+mod io;
 mod layers;
 mod loader;
 
 use std::os::fd::RawFd;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use log::warn;
 use oci_spec::runtime::{LinuxResources, Spec};
@@ -22,7 +22,11 @@ use crate::error::Result;
 use crate::image::ImageSource;
 use crate::isolation::rootfs;
 use crate::isolation::{CgroupStats, ContainerConfig, Layout, LinuxContainer, Workload};
-use crate::task::{CreateRequest, ExecProcess, ExecRequest, Instance, InstanceFactory};
+use crate::stdio::Terminal;
+use crate::task::{
+    CreateRequest, ExecProcess, ExecRequest, Instance, InstanceFactory, OutputDrained,
+};
+use io::Streams;
 pub use layers::ImageLayers;
 pub use loader::{Loader, CACHE_DIR_ENV, CACHE_MAX_MB_ENV};
 
@@ -78,22 +82,41 @@ impl InstanceFactory for ContainerFactory {
         rootfs::mount_all(&mounts, &rootfs)?;
         let mounted = !mounts.is_empty();
         let image = Arc::new(self.image_layers(&req.id, &spec));
+        let streams = Streams {
+            terminal: req.terminal,
+            stdin: &req.stdin,
+            stdout: &req.stdout,
+            stderr: &req.stderr,
+        };
         let built = self
             .loader
             .workload(&req.id, &spec, &rootfs, &image)
             .and_then(|workload| {
-                let stdio = crate::stdio::open(&req.stdin, &req.stdout, &req.stderr)?;
-                Ok(LinuxContainer::create(ContainerConfig {
+                // The init process waits for Start; ctr and Docker size its terminal after it.
+                let (io, console) = io::prepare(&streams, None)?;
+                let linux = LinuxContainer::create(ContainerConfig {
                     id: req.id.clone(),
                     bundle: req.bundle.clone(),
                     spec: spec.clone(),
                     workload,
-                    stdio,
+                    io,
                     log_fd: self.log_fd,
-                })?)
+                })?;
+                match io::attach(&req.id, console, &streams) {
+                    Ok(terminal) => Ok((linux, terminal)),
+                    Err(e) => {
+                        if let Err(d) = linux.delete() {
+                            warn!(
+                                "{}: removing the container after a terminal failure: {d}",
+                                req.id
+                            );
+                        }
+                        Err(e)
+                    }
+                }
             });
         match built {
-            Ok(linux) => Ok(Container {
+            Ok((linux, terminal)) => Ok(Container {
                 id: req.id.clone(),
                 linux: Arc::new(linux),
                 spec,
@@ -102,6 +125,7 @@ impl InstanceFactory for ContainerFactory {
                 image,
                 loader: self.loader.clone(),
                 log_fd: self.log_fd,
+                terminal,
             }),
             Err(e) => {
                 if mounted {
@@ -123,6 +147,8 @@ pub struct Container {
     image: Arc<ImageLayers>,
     loader: Arc<Loader>,
     log_fd: Option<RawFd>,
+    /// The init process's terminal, when containerd asked for one.
+    terminal: Option<Terminal>,
 }
 
 impl Instance for Container {
@@ -154,7 +180,19 @@ impl Instance for Container {
         Ok(self.linux.update(resources)?)
     }
     fn close_stdin(&self) {
-        // The shim holds no copy of stdin: containerd closing its end is the whole of it.
+        // Without a terminal the shim holds no copy of stdin: containerd closing its end is the
+        // whole of it.
+        if let Some(terminal) = &self.terminal {
+            terminal.close_stdin();
+        }
+    }
+    fn resize_pty(&self, width: u32, height: u32) -> Result<()> {
+        self.terminal
+            .as_ref()
+            .map_or(Ok(()), |t| t.resize(width, height))
+    }
+    fn output_drained(&self) -> Option<OutputDrained> {
+        io::drained(self.terminal.as_ref())
     }
     fn exit_reason(&self, code: u32) -> Option<String> {
         self.linux.exit_reason(code)
@@ -181,8 +219,10 @@ impl Instance for Container {
         Ok(ContainerExec {
             linux: self.linux.clone(),
             request: req.clone(),
+            label,
             workload,
             log_fd: self.log_fd,
+            terminal: Mutex::default(),
         })
     }
 }
@@ -191,25 +231,93 @@ impl Instance for Container {
 pub struct ContainerExec {
     linux: Arc<LinuxContainer>,
     request: ExecRequest,
+    label: String,
     workload: Workload,
     log_fd: Option<RawFd>,
+    terminal: Mutex<ExecTerminal>,
+}
+
+/// An exec's terminal: made by Start; a size that came before it is kept for it.
+#[derive(Default)]
+struct ExecTerminal {
+    /// Set by a start with a terminal, before the pid is known to anyone.
+    terminal: Option<Terminal>,
+    /// A client may send the window size before Start (some versions of `ctr task exec -t`
+    /// do; runc's shim drops it and the exec starts at 0x0). It is applied as soon as the
+    /// master arrives, while libcontainer is still finishing the build, so normally before the
+    /// program runs.
+    early_size: Option<(u32, u32)>,
+}
+
+impl ContainerExec {
+    fn terminal(&self) -> std::sync::MutexGuard<'_, ExecTerminal> {
+        self.terminal
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 impl ExecProcess for ContainerExec {
     fn start(&self) -> Result<u32> {
         let r = &self.request;
-        let stdio = crate::stdio::open(&r.stdin, &r.stdout, &r.stderr)?;
+        let streams = Streams {
+            terminal: r.terminal,
+            stdin: &r.stdin,
+            stdout: &r.stdout,
+            stderr: &r.stderr,
+        };
+        let early_size = self.terminal().early_size;
+        let (io, console) = io::prepare(&streams, early_size)?;
         let pid = self.linux.exec(
             &r.exec_id,
             &r.process,
             self.workload.clone(),
-            stdio,
+            io,
             self.log_fd,
         )?;
-        Ok(pid as u32)
+        match io::attach(&self.label, console, &streams) {
+            Ok(terminal) => {
+                let mut state = self.terminal();
+                // A size that came while the process was being built.
+                if let (Some(t), Some((width, height))) = (&terminal, state.early_size) {
+                    if state.early_size != early_size {
+                        if let Err(e) = t.resize(width, height) {
+                            warn!("{}: {e}", self.label);
+                        }
+                    }
+                }
+                state.terminal = terminal;
+                Ok(pid as u32)
+            }
+            Err(e) => {
+                let _ = crate::isolation::signal(pid, libc::SIGKILL as u32);
+                Err(e)
+            }
+        }
     }
 
     fn kill(&self, pid: u32, signal: u32) -> Result<()> {
         Ok(crate::isolation::signal(pid as i32, signal)?)
+    }
+
+    fn close_stdin(&self) {
+        if let Some(terminal) = &self.terminal().terminal {
+            terminal.close_stdin();
+        }
+    }
+
+    fn resize_pty(&self, width: u32, height: u32) -> Result<()> {
+        let mut state = self.terminal();
+        match &state.terminal {
+            Some(t) => t.resize(width, height),
+            None => {
+                state.early_size = Some((width, height));
+                Ok(())
+            }
+        }
+    }
+
+    fn output_drained(&self) -> Option<OutputDrained> {
+        io::drained(self.terminal().terminal.as_ref())
     }
 }

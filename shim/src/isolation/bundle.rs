@@ -7,8 +7,9 @@
 //! - `process.oomScoreAdj` taken out: libcontainer writes it to the *calling* process before the
 //!   fork, which would change the shim's own score for good (or fail without CAP_SYS_RESOURCE);
 //!   the shim applies it to the container's pid instead;
-//! - `process.terminal` cleared: wasmpod gives no TTY yet, and libcontainer would otherwise
-//!   demand a console socket.
+//! - `process.terminal` set to whether the shim asked for a terminal (containerd's `terminal`
+//!   flag, see [`super::ProcessIo::Console`]): libcontainer demands a console socket exactly
+//!   when it is true.
 
 use std::path::{Path, PathBuf};
 
@@ -45,11 +46,16 @@ pub fn load_spec(bundle: &Path) -> Result<Spec, IsolationError> {
     })
 }
 
-/// Writes the adjusted copy of the spec.
+/// Writes the adjusted copy of the spec; `terminal` says whether the process gets one.
 ///
 /// # Errors
 /// [`IsolationError::Bundle`] when the copy cannot be written.
-pub fn prepare(bundle: &Path, id: &str, mut spec: Spec) -> Result<PreparedBundle, IsolationError> {
+pub fn prepare(
+    bundle: &Path,
+    id: &str,
+    mut spec: Spec,
+    terminal: bool,
+) -> Result<PreparedBundle, IsolationError> {
     let private = bundle.join(PRIVATE_DIR);
     let dir = private.join("bundle");
     let state_root = private.join("state");
@@ -74,10 +80,10 @@ pub fn prepare(bundle: &Path, id: &str, mut spec: Spec) -> Result<PreparedBundle
     if let Some(mut process) = spec.process().clone() {
         oom_score_adj = process.oom_score_adj();
         process.set_oom_score_adj(None);
-        if process.terminal().unwrap_or(false) {
-            warn!("{id}: a terminal was requested; wasmpod runs it with plain stdio");
-            process.set_terminal(Some(false));
+        if process.terminal().unwrap_or(false) != terminal {
+            warn!("{id}: process.terminal disagrees with containerd's terminal flag ({terminal}); following containerd");
         }
+        process.set_terminal(Some(terminal));
         spec.set_process(Some(process));
     }
 
@@ -131,7 +137,7 @@ mod tests {
             .linux(linux)
             .build()
             .unwrap();
-        let prepared = prepare(bundle.path(), "abc", spec).unwrap();
+        let prepared = prepare(bundle.path(), "abc", spec, false).unwrap();
 
         assert_eq!(prepared.oom_score_adj, Some(-998));
         assert_eq!(
@@ -149,5 +155,18 @@ mod tests {
 
         remove(bundle.path());
         assert!(!bundle.path().join(PRIVATE_DIR).exists());
+    }
+
+    #[test]
+    fn a_terminal_is_kept_in_the_copy_when_containerd_asks_for_one() {
+        let bundle = tempfile::tempdir().unwrap();
+        let process = ProcessBuilder::default()
+            .args(vec!["/bin/sh".to_string()])
+            .build()
+            .unwrap();
+        let spec = SpecBuilder::default().process(process).build().unwrap();
+        let prepared = prepare(bundle.path(), "t", spec, true).unwrap();
+        let written = Spec::load(prepared.dir.join("config.json")).unwrap();
+        assert_eq!(written.process().as_ref().unwrap().terminal(), Some(true));
     }
 }

@@ -1,7 +1,7 @@
 //! One Linux container built by libcontainer, and its control: start, signals, freezer,
 //! limits, delete.
 
-use std::os::fd::{OwnedFd, RawFd};
+use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
@@ -16,7 +16,7 @@ use oci_spec::runtime::{LinuxResources, Process, Spec};
 use super::bundle::{self, PreparedBundle};
 use super::cgroup::{Cgroup, CgroupStats};
 use super::executor::WorkloadExecutor;
-use super::{chain, IsolationError, Workload};
+use super::{chain, IsolationError, ProcessIo, Workload};
 
 /// What it takes to build a container.
 pub struct ContainerConfig {
@@ -28,8 +28,8 @@ pub struct ContainerConfig {
     pub spec: Spec,
     /// What runs inside.
     pub workload: Workload,
-    /// stdin, stdout, stderr of the init process (`None`: /dev/null).
-    pub stdio: [Option<OwnedFd>; 3],
+    /// stdio of the init process.
+    pub io: ProcessIo,
     /// The shim log's fd, which the init process keeps.
     pub log_fd: Option<RawFd>,
 }
@@ -55,17 +55,17 @@ impl LinuxContainer {
             bundle,
             spec,
             workload,
-            stdio,
+            io,
             log_fd,
         } = config;
-        let prepared = bundle::prepare(&bundle, &id, spec)?;
+        let prepared = bundle::prepare(&bundle, &id, spec, io.is_terminal())?;
         let executor = WorkloadExecutor { workload, log_fd };
         let build_id = id.clone();
         let build_prepared = prepared.clone();
         // The fork must come from a thread that is not part of the shim's tokio runtime.
         let built = std::thread::Builder::new()
             .name("wasmpod-fork".into())
-            .spawn(move || build(&build_id, &build_prepared, executor, stdio))
+            .spawn(move || build(&build_id, &build_prepared, executor, io))
             .map_err(|e| IsolationError::Container {
                 id: id.clone(),
                 action: "create",
@@ -227,7 +227,7 @@ impl LinuxContainer {
         exec_id: &str,
         process: &Process,
         workload: Workload,
-        stdio: [Option<OwnedFd>; 3],
+        io: ProcessIo,
         log_fd: Option<RawFd>,
     ) -> Result<i32, IsolationError> {
         let err = |e: &dyn std::error::Error| IsolationError::Container {
@@ -235,12 +235,14 @@ impl LinuxContainer {
             action: "exec",
             reason: chain(e),
         };
-        // libcontainer reads the exec's process from a file.
+        // libcontainer reads the exec's process from a file; its `terminal` must match the io.
+        let mut process = process.clone();
+        process.set_terminal(Some(io.is_terminal()));
         let file = self
             .bundle
             .join(bundle::PRIVATE_DIR)
             .join(format!("exec-{}.json", sanitize(exec_id)));
-        let json = serde_json::to_vec(process).map_err(|e| err(&e))?;
+        let json = serde_json::to_vec(&process).map_err(|e| err(&e))?;
         std::fs::write(&file, json).map_err(|e| err(&e))?;
         let id = self.id.clone();
         let state_root = self.state_root.clone();
@@ -248,7 +250,7 @@ impl LinuxContainer {
         let process_file = file.clone();
         let built = std::thread::Builder::new()
             .name("wasmpod-exec".into())
-            .spawn(move || build_exec(&id, &state_root, executor, stdio, process_file))
+            .spawn(move || build_exec(&id, &state_root, executor, io, process_file))
             .map_err(|e| err(&e))?
             .join()
             .map_err(|_| IsolationError::Container {
@@ -280,22 +282,19 @@ fn build(
     id: &str,
     prepared: &PreparedBundle,
     executor: WorkloadExecutor,
-    stdio: [Option<OwnedFd>; 3],
+    io: ProcessIo,
 ) -> Result<Container, IsolationError> {
     let err = |e: &dyn std::error::Error| IsolationError::Container {
         id: id.to_string(),
         action: "create",
         reason: chain(e),
     };
-    let [stdin, stdout, stderr] = stdio;
-    let or_null = |fd: Option<OwnedFd>| or_devnull(fd).map_err(|e| err(&e));
-    ContainerBuilder::new(id.to_string(), SyscallType::Linux)
+    let builder = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
         .with_root_path(&prepared.state_root)
         .map_err(|e| err(&e))?
-        .with_executor(executor)
-        .with_stdin(or_null(stdin)?)
-        .with_stdout(or_null(stdout)?)
-        .with_stderr(or_null(stderr)?)
+        .with_executor(executor);
+    io.apply(builder)
+        .map_err(|e| err(&e))?
         .validate_id()
         .map_err(|e| err(&e))?
         .as_init(&prepared.dir)
@@ -309,7 +308,7 @@ fn build_exec(
     id: &str,
     state_root: &Path,
     executor: WorkloadExecutor,
-    stdio: [Option<OwnedFd>; 3],
+    io: ProcessIo,
     process_file: PathBuf,
 ) -> Result<i32, IsolationError> {
     let err = |e: &dyn std::error::Error| IsolationError::Container {
@@ -317,15 +316,13 @@ fn build_exec(
         action: "exec",
         reason: chain(e),
     };
-    let [stdin, stdout, stderr] = stdio;
-    let or_null = |fd: Option<OwnedFd>| or_devnull(fd).map_err(|e| err(&e));
-    let pid = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
+    let builder = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
         .with_root_path(state_root)
         .map_err(|e| err(&e))?
-        .with_executor(executor)
-        .with_stdin(or_null(stdin)?)
-        .with_stdout(or_null(stdout)?)
-        .with_stderr(or_null(stderr)?)
+        .with_executor(executor);
+    let pid = io
+        .apply(builder)
+        .map_err(|e| err(&e))?
         .as_tenant()
         .with_detach(true)
         .with_process(Some(process_file))
@@ -352,18 +349,6 @@ pub fn signal(pid: i32, signal: u32) -> Result<(), IsolationError> {
         pid,
         reason: e.to_string(),
     })
-}
-
-/// The fd itself, or /dev/null when the stream was not asked for.
-fn or_devnull(fd: Option<OwnedFd>) -> std::io::Result<OwnedFd> {
-    match fd {
-        Some(fd) => Ok(fd),
-        None => std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/null")
-            .map(OwnedFd::from),
-    }
 }
 
 /// An exec id as a file name: anything but `[A-Za-z0-9_.-]` becomes `_`.

@@ -12,6 +12,7 @@ mod cgroup;
 mod cgroup_path;
 mod container;
 mod executor;
+mod process_io;
 pub mod rootfs;
 
 pub use bundle::load_spec;
@@ -19,6 +20,7 @@ pub use cgroup::{CgroupStats, Layout};
 pub use cgroup_path::cgroupfs_path;
 pub use container::{remove_leftovers, signal, ContainerConfig, LinuxContainer};
 pub use executor::{Guest, Workload};
+pub use process_io::ProcessIo;
 
 use std::path::PathBuf;
 

@@ -62,6 +62,7 @@ fn exec_request(req: &ExecProcessRequest) -> Result<ExecRequest> {
         stdin: req.stdin.clone(),
         stdout: req.stdout.clone(),
         stderr: req.stderr.clone(),
+        terminal: req.terminal,
     })
 }
 
@@ -233,25 +234,26 @@ impl Task for TaskService {
     }
 
     async fn close_io(&self, _: &TtrpcContext, req: CloseIORequest) -> TtrpcResult<Empty> {
-        // stdin fifos go straight to the process (init or exec): containerd closing its end is
-        // the whole of CloseIO. Unknown ids are still refused.
         match req.exec_id.as_str() {
             "" => self.tasks.close_stdin(&req.id)?,
-            exec_id => drop(self.tasks.exec_state(&req.id, exec_id)?),
+            exec_id => self.tasks.close_exec_stdin(&req.id, exec_id)?,
         }
         Ok(Empty::new())
     }
 
     async fn exec(&self, _: &TtrpcContext, req: ExecProcessRequest) -> TtrpcResult<Empty> {
-        if req.terminal {
-            return Err(Error::Unimplemented("a terminal for exec (-t)").into());
-        }
         self.tasks.exec(&req.id, exec_request(&req)?).await?;
         Ok(Empty::new())
     }
 
-    async fn resize_pty(&self, _: &TtrpcContext, _: ResizePtyRequest) -> TtrpcResult<Empty> {
-        Err(Error::Unimplemented("a terminal (resize pty)").into())
+    async fn resize_pty(&self, _: &TtrpcContext, req: ResizePtyRequest) -> TtrpcResult<Empty> {
+        match req.exec_id.as_str() {
+            "" => self.tasks.resize_pty(&req.id, req.width, req.height)?,
+            exec_id => self
+                .tasks
+                .resize_exec_pty(&req.id, exec_id, req.width, req.height)?,
+        }
+        Ok(Empty::new())
     }
 
     async fn checkpoint(&self, _: &TtrpcContext, _: CheckpointTaskRequest) -> TtrpcResult<Empty> {

@@ -2,7 +2,9 @@
 //!
 //! The real implementations live in `instance`; tests use fakes.
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 
 use oci_spec::runtime::{LinuxResources, Process};
 
@@ -37,6 +39,10 @@ pub struct RootfsMount {
     /// Options such as `lowerdir=...`.
     pub options: Vec<String>,
 }
+
+/// Resolves once everything a process wrote has been copied out to containerd (its terminal's
+/// output); the exit is reported after it.
+pub type OutputDrained = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// A running (or ready) container as the task layer sees it.
 pub trait Instance: Send + Sync + 'static {
@@ -81,6 +87,13 @@ pub trait Instance: Send + Sync + 'static {
     fn update(&self, resources: &LinuxResources) -> Result<()>;
     /// Closes the program's stdin so it reads end-of-file.
     fn close_stdin(&self);
+    /// Sets the window size of the init process's terminal; nothing without one (as runc).
+    ///
+    /// # Errors
+    /// The terminal refused the size.
+    fn resize_pty(&self, width: u32, height: u32) -> Result<()>;
+    /// What the exit of the init process must wait for; `None` when the shim copies nothing.
+    fn output_drained(&self) -> Option<OutputDrained>;
     /// Why the process ended, when the container knows more than the status (e.g. OOM kill).
     fn exit_reason(&self, code: u32) -> Option<String>;
     /// Releases everything the container holds: processes, cgroup, mounts, state.
@@ -110,6 +123,8 @@ pub struct ExecRequest {
     pub stdout: String,
     /// stderr fifo path, empty for none.
     pub stderr: String,
+    /// A terminal was asked for (`exec -t`).
+    pub terminal: bool,
 }
 
 /// An exec'd process of a container.
@@ -124,6 +139,15 @@ pub trait ExecProcess: Send + Sync + 'static {
     /// # Errors
     /// Delivery failed.
     fn kill(&self, pid: u32, signal: u32) -> Result<()>;
+    /// Closes its stdin (CloseIO).
+    fn close_stdin(&self);
+    /// Sets its terminal's window size; nothing without one.
+    ///
+    /// # Errors
+    /// The terminal refused the size.
+    fn resize_pty(&self, width: u32, height: u32) -> Result<()>;
+    /// What its exit must wait for; `None` when the shim copies nothing.
+    fn output_drained(&self) -> Option<OutputDrained>;
 }
 
 /// Builds instances; the real one is slow (fork, compile) and is run off the async threads.

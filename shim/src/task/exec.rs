@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use log::info;
 
 use super::api::{ExecProcess, ExecRequest, Instance, InstanceFactory};
-use super::process::Slot;
+use super::process::{drain, Slot};
 use super::registry::{blocking, lock, ExecEntry, TaskState, Tasks};
 use super::{Event, EventSink, Exit, Status, TaskError};
 use crate::error::Result;
@@ -114,6 +114,26 @@ impl<F: InstanceFactory, E: EventSink> Tasks<F, E> {
         })
     }
 
+    /// Closes an exec's stdin (CloseIO with an exec id).
+    ///
+    /// # Errors
+    /// Unknown ids.
+    pub fn close_exec_stdin(&self, id: &str, exec_id: &str) -> Result<()> {
+        self.get(id)?.exec(exec_id)?.process.close_stdin();
+        Ok(())
+    }
+
+    /// Sets the window size of an exec's terminal (nothing without one).
+    ///
+    /// # Errors
+    /// Unknown ids, or the terminal refused the size.
+    pub fn resize_exec_pty(&self, id: &str, exec_id: &str, width: u32, height: u32) -> Result<()> {
+        self.get(id)?
+            .exec(exec_id)?
+            .process
+            .resize_pty(width, height)
+    }
+
     /// Forgets an exec that has ended or never started.
     ///
     /// # Errors
@@ -140,6 +160,8 @@ impl<F: InstanceFactory, E: EventSink> Tasks<F, E> {
                 .find(|(_, e)| e.slot.pid() == pid)
                 .map(|(exec_id, e)| (exec_id.clone(), e.clone()));
             if let Some((exec_id, entry)) = found {
+                let label = format!("{} exec {exec_id}", task.id);
+                drain(&label, entry.process.output_drained()).await;
                 if entry.slot.record_exit(exit) {
                     info!(
                         "{}: exec {exec_id} exited with status {}",

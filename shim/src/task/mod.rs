@@ -15,7 +15,9 @@ mod state;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-pub use api::{CreateRequest, ExecProcess, ExecRequest, Instance, InstanceFactory, RootfsMount};
+pub use api::{
+    CreateRequest, ExecProcess, ExecRequest, Instance, InstanceFactory, OutputDrained, RootfsMount,
+};
 pub use registry::{TaskState, Tasks};
 pub use state::{Exit, Lifecycle, Status};
 

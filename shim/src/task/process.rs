@@ -3,10 +3,32 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
+use log::warn;
 use tokio::sync::watch;
 
-use super::{Exit, Lifecycle};
+use super::{Exit, Lifecycle, OutputDrained};
+
+/// How long an exit waits for the process's terminal output to be copied out. The copy ends as
+/// soon as the last descriptor of the terminal closes, which for a container's init is at once
+/// (its pid namespace dies with it). Only a background job an exec left behind, still holding
+/// the terminal (or a stdout fifo nobody reads any more), makes an exit wait this long; exits
+/// are handled one after another, in the order the reaper saw them, so the others wait too.
+pub(super) const DRAIN_GRACE: Duration = Duration::from_secs(5);
+
+/// Waits (at most [`DRAIN_GRACE`]) until `drained` resolves, so that containerd hears of an
+/// exit only after the last output has been copied: clients delete the task right after the
+/// exit (`ctr run --rm -t`), and that ends the copy.
+pub(super) async fn drain(label: &str, drained: Option<OutputDrained>) {
+    let Some(drained) = drained else { return };
+    if tokio::time::timeout(DRAIN_GRACE, drained).await.is_err() {
+        warn!(
+            "{label}: terminal output still not copied out {DRAIN_GRACE:?} after the exit \
+             (another process holds the terminal, or nobody reads stdout); reporting the exit"
+        );
+    }
+}
 
 /// Bookkeeping of one process.
 pub(super) struct Slot {

@@ -12,7 +12,7 @@ use log::{info, warn};
 use oci_spec::runtime::LinuxResources;
 
 use super::api::{CreateRequest, Instance, InstanceFactory};
-use super::process::Slot;
+use super::process::{drain, Slot};
 use super::{Event, EventSink, Exit, Lifecycle, Status, TaskError};
 use crate::error::{Error, Result};
 
@@ -317,6 +317,14 @@ impl<F: InstanceFactory, E: EventSink> Tasks<F, E> {
         Ok(())
     }
 
+    /// Sets the window size of the init process's terminal (nothing without one).
+    ///
+    /// # Errors
+    /// Unknown id, or the terminal refused the size.
+    pub fn resize_pty(&self, id: &str, width: u32, height: u32) -> Result<()> {
+        self.get(id)?.instance.resize_pty(width, height)
+    }
+
     /// Deletes a task that is stopped or was never started; returns how it ended.
     ///
     /// # Errors
@@ -380,6 +388,7 @@ impl<F: InstanceFactory, E: EventSink> Tasks<F, E> {
     }
 
     async fn record_exit(&self, task: &Task<F::Instance>, exit: Exit) {
+        drain(&task.id, task.instance.output_drained()).await;
         if !task.init.record_exit(exit) {
             return;
         }

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use tokio::sync::mpsc;
 
-use super::super::api::{CreateRequest, Instance};
+use super::super::api::{CreateRequest, Instance, OutputDrained};
 use super::super::api::{ExecProcess, ExecRequest, InstanceFactory};
 use super::*;
 
@@ -13,6 +13,8 @@ use super::*;
 struct Fake {
     pid: u32,
     calls: Mutex<Vec<String>>,
+    /// What the next exit must wait for (a terminal still being copied out).
+    drained: Mutex<Option<OutputDrained>>,
 }
 
 struct FakeExec {
@@ -29,6 +31,13 @@ impl ExecProcess for FakeExec {
     }
     fn kill(&self, _pid: u32, _signal: u32) -> Result<()> {
         Ok(())
+    }
+    fn close_stdin(&self) {}
+    fn resize_pty(&self, _width: u32, _height: u32) -> Result<()> {
+        Ok(())
+    }
+    fn output_drained(&self) -> Option<OutputDrained> {
+        None
     }
 }
 
@@ -75,6 +84,13 @@ impl Instance for Fake {
     }
     fn close_stdin(&self) {
         self.record("close_stdin");
+    }
+    fn resize_pty(&self, width: u32, height: u32) -> Result<()> {
+        self.record(&format!("resize {width}x{height}"));
+        Ok(())
+    }
+    fn output_drained(&self) -> Option<OutputDrained> {
+        self.drained.lock().unwrap().take()
     }
     fn exit_reason(&self, _code: u32) -> Option<String> {
         None
@@ -263,6 +279,7 @@ fn exec_request(exec_id: &str) -> ExecRequest {
         stdin: String::new(),
         stdout: String::new(),
         stderr: String::new(),
+        terminal: false,
     }
 }
 
@@ -339,4 +356,56 @@ async fn a_running_exec_cannot_be_deleted_and_a_failed_start_leaves_it_created()
         Status::Created
     );
     tasks.delete_exec("x", "nostart").unwrap();
+}
+
+#[tokio::test]
+async fn an_exit_is_reported_only_once_the_terminal_output_is_drained() {
+    let (tasks, mut events) = tasks();
+    let tasks = Arc::new(tasks);
+    let pid = tasks.create(request("t")).await.unwrap();
+    tasks.start("t").await.unwrap();
+    let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
+    *tasks.get("t").unwrap().instance.drained.lock().unwrap() = Some(Box::pin(async move {
+        let _ = drained_rx.await;
+    }));
+    let exited = tokio::spawn({
+        let tasks = tasks.clone();
+        async move { tasks.process_exited(pid, 0).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(tasks.state("t").unwrap().status, Status::Running);
+    while let Ok(e) = events.try_recv() {
+        assert!(
+            !matches!(e, Event::Exited { .. }),
+            "exit before the output: {e:?}"
+        );
+    }
+
+    drained_tx.send(()).unwrap();
+    exited.await.unwrap();
+    assert_eq!(tasks.wait("t").await.unwrap().code, 0);
+    assert!(matches!(events.try_recv(), Ok(Event::Exited { .. })));
+}
+
+#[tokio::test]
+async fn resize_and_close_io_reach_the_process_and_unknown_ids_are_refused() {
+    let (tasks, _events) = tasks();
+    tasks.create(request("r")).await.unwrap();
+    tasks.start("r").await.unwrap();
+    tasks.resize_pty("r", 80, 24).unwrap();
+    assert!(tasks
+        .get("r")
+        .unwrap()
+        .instance
+        .calls
+        .lock()
+        .unwrap()
+        .contains(&"resize 80x24".to_string()));
+    tasks.exec("r", exec_request("e")).await.unwrap();
+    tasks.start_exec("r", "e").await.unwrap();
+    tasks.resize_exec_pty("r", "e", 80, 24).unwrap();
+    tasks.close_exec_stdin("r", "e").unwrap();
+    assert!(tasks.resize_pty("nope", 1, 1).is_err());
+    assert!(tasks.resize_exec_pty("r", "nope", 1, 1).is_err());
+    assert!(tasks.close_exec_stdin("r", "nope").is_err());
 }

@@ -1,8 +1,19 @@
-//! The container's stdin, stdout and stderr: containerd's fifos, opened for the init process.
+//! A process's stdin, stdout and stderr: containerd's fifos, and the terminal when one is asked
+//! for. Nothing else in the shim touches these descriptors.
 //!
-//! The fifos are handed to the container as its fds 0, 1 and 2; the shim copies no bytes and
-//! keeps no copy once the container is built. stdin therefore reaches end-of-file when
-//! containerd closes its writing end (which is what CloseIO asks for).
+//! Without a terminal the fifos are handed to the process as its fds 0, 1 and 2; the shim
+//! copies no bytes and keeps no copy once the process is built. stdin therefore reaches
+//! end-of-file when containerd closes its writing end (which is what CloseIO asks for).
+//!
+//! With a terminal (`ctr run -t`, `docker run -t`, `kubectl exec -t`) the process gets a pty
+//! instead; [`ConsoleSocket`] receives its master and [`Terminal`] copies between the master and
+//! the fifos, as containerd's runc shim does.
+
+mod console;
+mod terminal;
+
+pub use console::{ConsoleSocket, PendingMaster, RECEIVE_TIMEOUT};
+pub use terminal::Terminal;
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -29,16 +40,7 @@ fn open_one(path: &str, write: bool, name: &str) -> Result<Option<OwnedFd>> {
         return Ok(None);
     }
     let context = || format!("opening the {name} fifo {path}");
-    // Non-blocking open: a reader never waits for a writer.
-    // stdout/stderr are opened read-write, as containerd's runc shim holds both ends: the open
-    // cannot fail or block for want of a reader (ctr opens its readers asynchronously), and a
-    // reader that goes away does not kill the program with SIGPIPE.
-    let file: File = OpenOptions::new()
-        .read(true)
-        .write(write)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| Error::io(context(), e))?;
+    let file = open_fifo(path, write, name)?;
     // The guest expects ordinary blocking descriptors.
     let flags =
         fcntl(file.as_raw_fd(), FcntlArg::F_GETFL).map_err(|e| Error::io(context(), e.into()))?;
@@ -46,6 +48,21 @@ fn open_one(path: &str, write: bool, name: &str) -> Result<Option<OwnedFd>> {
     fcntl(file.as_raw_fd(), FcntlArg::F_SETFL(blocking))
         .map_err(|e| Error::io(context(), e.into()))?;
     Ok(Some(file.into()))
+}
+
+/// Opens a fifo without blocking and leaves it non-blocking.
+///
+/// A reader never waits for a writer. Writers (stdout, stderr) are opened read-write, as
+/// containerd's runc shim holds both ends: the open cannot fail or block for want of a reader
+/// (ctr opens its readers asynchronously), and a reader that goes away does not end the
+/// program (or the shim's copy) with SIGPIPE.
+fn open_fifo(path: &str, write: bool, name: &str) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(write)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| Error::io(format!("opening the {name} fifo {path}"), e))
 }
 
 #[cfg(test)]
