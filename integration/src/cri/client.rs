@@ -14,7 +14,7 @@ use hyper_util::rt::TokioIo;
 use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::{
-    ContainerConfig, ContainerStats, ContainerStatsRequest, ContainerStatus,
+    AttachRequest, ContainerConfig, ContainerStats, ContainerStatsRequest, ContainerStatus,
     ContainerStatusRequest, CreateContainerRequest, ExecRequest, ExecSyncRequest, ExecSyncResponse,
     ImageSpec, ImageStatusRequest, ListContainersRequest, ListPodSandboxRequest, PodSandboxConfig,
     PodSandboxStatus, PodSandboxStatusRequest, PullImageRequest, RemoveContainerRequest,
@@ -317,6 +317,23 @@ impl CriClient {
         Ok(self
             .call(&format!("Exec {cmd:?}"), CALL_TIMEOUT, c.exec(req))?
             .url)
+    }
+
+    /// `Attach` to container `id`'s own stdio, with stdin, as `kubectl attach -i[t]` does
+    /// (`tty` must match the container's config); returns the streaming URL.
+    ///
+    /// # Errors
+    /// When the call fails.
+    pub fn attach(&self, id: &str, tty: bool) -> Result<String> {
+        let mut c = self.runtime.clone();
+        let req = AttachRequest {
+            container_id: id.into(),
+            stdin: true,
+            tty,
+            stdout: true,
+            stderr: !tty,
+        };
+        Ok(self.call("Attach", CALL_TIMEOUT, c.attach(req))?.url)
     }
 
     /// `ContainerStats`.

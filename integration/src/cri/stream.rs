@@ -23,6 +23,13 @@
 //!
 //! SPDY (the other transport, which can half-close stdin) is not implemented here.
 //!
+//! With a tty (`kubectl exec -it`, `kubectl attach -it`) there is no stderr channel: the
+//! terminal merges both streams, echoes what is typed and turns `\n` into `\r\n`. Channel 4
+//! takes the terminal size as JSON, `{"Width":80,"Height":24}` ([`ExecStream::resize`]); the
+//! stream server passes it on as `ResizePty`.
+//!
+//! The same transport serves `Attach` (`/attach/<token>`): the container's own stdio, no status.
+//!
 //! The server sends the status on channel 3 and then closes the connection; [`ExecStream::finish`]
 //! reads until then. Each read waits at most [`READ_TIMEOUT`], so a hung exec fails the test.
 
@@ -46,6 +53,7 @@ const STDIN: u8 = 0;
 const STDOUT: u8 = 1;
 const STDERR: u8 = 2;
 const ERROR: u8 = 3;
+const RESIZE: u8 = 4;
 /// v5's close message: `[CLOSE, channel]`.
 const CLOSE: u8 = 255;
 
@@ -108,7 +116,10 @@ impl StreamedExec {
 #[derive(Debug)]
 pub struct ExecStream {
     socket: WebSocket<TcpStream>,
-    protocol: String,
+    /// What arrived so far.
+    out: StreamedExec,
+    /// The server ended the stream.
+    closed: bool,
 }
 
 impl ExecStream {
@@ -145,12 +156,27 @@ impl ExecStream {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_string();
-        Ok(Self { socket, protocol })
+        let out = StreamedExec {
+            protocol,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            status: String::new(),
+        };
+        Ok(Self {
+            socket,
+            out,
+            closed: false,
+        })
     }
 
     /// The subprotocol the server chose.
     pub fn protocol(&self) -> &str {
-        &self.protocol
+        &self.out.protocol
+    }
+
+    /// Everything received on stdout so far.
+    pub fn stdout(&self) -> &[u8] {
+        &self.out.stdout
     }
 
     /// Sends `bytes` on stdin.
@@ -171,12 +197,42 @@ impl ExecStream {
     /// # Errors
     /// Under any other protocol, which has no way to say it, or when the connection is gone.
     pub fn close_stdin(&mut self) -> Result<()> {
-        if self.protocol != V5 {
-            bail!("{:?} cannot close stdin; only {V5} can", self.protocol);
+        if self.protocol() != V5 {
+            bail!("{:?} cannot close stdin; only {V5} can", self.protocol());
         }
         self.socket
             .send(Message::Binary(vec![CLOSE, STDIN].into()))
             .context("send the stdin close message")
+    }
+
+    /// Sends a terminal size on the resize channel (tty only), as kubectl does on connect
+    /// and on every `SIGWINCH`.
+    ///
+    /// # Errors
+    /// When the connection is gone.
+    pub fn resize(&mut self, width: u16, height: u16) -> Result<()> {
+        let mut frame = vec![RESIZE];
+        frame.extend_from_slice(format!(r#"{{"Width":{width},"Height":{height}}}"#).as_bytes());
+        self.socket
+            .send(Message::Binary(frame.into()))
+            .context("send a terminal size")
+    }
+
+    /// Reads until stdout holds `needle` after byte `from`; returns the offset just past it.
+    ///
+    /// # Errors
+    /// When the stream ends first (with everything received), or a read fails.
+    pub fn wait_stdout(&mut self, needle: &str, from: usize) -> Result<usize> {
+        loop {
+            let tail = self.out.stdout.get(from..).unwrap_or_default();
+            if let Some(at) = find(tail, needle.as_bytes()) {
+                return Ok(from + at + needle.len());
+            }
+            if self.closed {
+                bail!("the stream ended without {needle:?}: {:?}", self.out);
+            }
+            self.read_one()?;
+        }
     }
 
     /// Reads stdout, stderr and the status until the server closes the connection.
@@ -184,49 +240,66 @@ impl ExecStream {
     /// # Errors
     /// A read that times out, an unknown channel, or a broken connection.
     pub fn finish(mut self) -> Result<StreamedExec> {
-        let mut out = StreamedExec {
-            protocol: self.protocol.clone(),
-            stdout: Vec::new(),
-            stderr: Vec::new(),
-            status: String::new(),
-        };
-        loop {
-            let msg = match self.socket.read() {
-                Ok(m) => m,
-                // The server closes the TCP connection right after its close frame, or without one.
-                Err(
-                    WsError::ConnectionClosed
-                    | WsError::AlreadyClosed
-                    | WsError::Protocol(
-                        tungstenite::error::ProtocolError::ResetWithoutClosingHandshake
-                        | tungstenite::error::ProtocolError::ReceivedAfterClosing,
-                    ),
-                ) => break,
-                Err(e) => {
-                    return Err(anyhow!("reading the exec stream: {e} (so far: {out:?})"));
-                }
-            };
-            let data = match msg {
-                Message::Binary(b) => b,
-                // The server's close frame ends the stream; reading on would only race with
-                // frames it flushes after it ("Remote sent after having closed").
-                Message::Close(_) => break,
-                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
-                Message::Text(t) => bail!("unexpected text message {t:?} (base64 protocol?)"),
-            };
-            // wsstream sends an empty message on each channel when it opens.
-            let Some((&channel, payload)) = data.split_first() else {
-                continue;
-            };
-            match channel {
-                STDOUT => out.stdout.extend_from_slice(payload),
-                STDERR => out.stderr.extend_from_slice(payload),
-                ERROR => out.status.push_str(&String::from_utf8_lossy(payload)),
-                other => bail!("message on unexpected channel {other}: {payload:?}"),
-            }
+        while !self.closed {
+            self.read_one()?;
         }
-        Ok(out)
+        Ok(self.out)
     }
+
+    /// Reads one message into `out`, or notes that the server ended the stream.
+    fn read_one(&mut self) -> Result<()> {
+        let msg = match self.socket.read() {
+            Ok(m) => m,
+            // The server closes the TCP connection right after its close frame, or without one.
+            Err(
+                WsError::ConnectionClosed
+                | WsError::AlreadyClosed
+                | WsError::Protocol(
+                    tungstenite::error::ProtocolError::ResetWithoutClosingHandshake
+                    | tungstenite::error::ProtocolError::ReceivedAfterClosing,
+                ),
+            ) => {
+                self.closed = true;
+                return Ok(());
+            }
+            Err(e) => {
+                return Err(anyhow!(
+                    "reading the exec stream: {e} (so far: {:?})",
+                    self.out
+                ));
+            }
+        };
+        let data = match msg {
+            Message::Binary(b) => b,
+            // The server's close frame ends the stream; reading on would only race with
+            // frames it flushes after it ("Remote sent after having closed").
+            Message::Close(_) => {
+                self.closed = true;
+                return Ok(());
+            }
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return Ok(()),
+            Message::Text(t) => bail!("unexpected text message {t:?} (base64 protocol?)"),
+        };
+        // wsstream sends an empty message on each channel when it opens.
+        let Some((&channel, payload)) = data.split_first() else {
+            return Ok(());
+        };
+        match channel {
+            STDOUT => self.out.stdout.extend_from_slice(payload),
+            STDERR => self.out.stderr.extend_from_slice(payload),
+            ERROR => self.out.status.push_str(&String::from_utf8_lossy(payload)),
+            other => bail!("message on unexpected channel {other}: {payload:?}"),
+        }
+        Ok(())
+    }
+}
+
+/// Where `needle` first occurs in `hay`.
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return Some(0);
+    }
+    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Connects to `url` (offering [`V5`], then [`V4`]), sends `stdin` if given, closes stdin
