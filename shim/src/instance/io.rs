@@ -19,8 +19,8 @@ pub(super) struct Streams<'a> {
 /// What isolation needs to build the process and, with a terminal, its master on the way
 /// (sized `size`, columns and rows, as soon as it arrives).
 ///
-/// If the build then fails, the pending master is simply dropped: its thread gives up after
-/// [`stdio::RECEIVE_TIMEOUT`] and removes the socket.
+/// If the build then fails, the pending master is simply dropped: its thread stops at once and
+/// removes the socket.
 pub(super) fn prepare(
     streams: &Streams<'_>,
     size: Option<(u32, u32)>,

@@ -10,7 +10,7 @@
 //! bundle path plus a 64-character container id would not fit in `sun_path` (108 bytes).
 
 use std::io::IoSliceMut;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -74,14 +74,34 @@ impl ConsoleSocket {
     /// # Errors
     /// Nothing came in time, or the message held no descriptor.
     pub fn receive_master(&self, timeout: Duration) -> Result<OwnedFd> {
+        self.receive_unless_cancelled(timeout, None)
+    }
+
+    /// [`Self::receive_master`], giving up as soon as `cancel` (a pipe's read end) reports its
+    /// writer closed.
+    fn receive_unless_cancelled(
+        &self,
+        timeout: Duration,
+        cancel: Option<BorrowedFd<'_>>,
+    ) -> Result<OwnedFd> {
         let context = || format!("receiving the pty master on {}", self.path.display());
-        let mut fds = [PollFd::new(self.listener_fd(), PollFlags::POLLIN)];
+        let mut fds = vec![PollFd::new(self.listener.as_fd(), PollFlags::POLLIN)];
+        fds.extend(cancel.map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
         let millis = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
         let ready = poll(&mut fds, millis).map_err(|e| Error::io(context(), e.into()))?;
-        if ready == 0 {
+        let cancelled = fds
+            .get(1)
+            .and_then(|fd| fd.revents())
+            .is_some_and(|r| !r.is_empty());
+        if ready == 0 || cancelled {
+            let why = if cancelled {
+                "the process was not built"
+            } else {
+                "nothing was sent"
+            };
             return Err(Error::io(
                 context(),
-                std::io::Error::new(std::io::ErrorKind::TimedOut, "nothing was sent"),
+                std::io::Error::new(std::io::ErrorKind::TimedOut, why),
             ));
         }
         let (stream, _) = self
@@ -98,14 +118,20 @@ impl ConsoleSocket {
     /// and rows) while the runtime is still building the process: an exec runs as soon as the
     /// runtime returns, and a program that asks for its size at once must not see 0x0.
     ///
+    /// Dropping the [`PendingMaster`] unwaited (the process was not built) stops the thread at
+    /// once, which removes the socket.
+    ///
     /// # Errors
-    /// The thread could not be started.
+    /// The thread or its cancel pipe could not be made.
     pub fn receive_in_background(self, size: Option<(u32, u32)>) -> Result<PendingMaster> {
         let path = self.path.clone();
+        let (cancelled, cancel) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| Error::io(format!("receiving on {}", path.display()), e.into()))?;
         let thread = std::thread::Builder::new()
             .name("wasmpod-console".into())
             .spawn(move || {
-                let master = self.receive_master(RECEIVE_TIMEOUT)?;
+                let master =
+                    self.receive_unless_cancelled(RECEIVE_TIMEOUT, Some(cancelled.as_fd()))?;
                 if let Some((width, height)) = size {
                     set_window_size(&master, width, height).map_err(|e| {
                         Error::io(
@@ -117,12 +143,10 @@ impl ConsoleSocket {
                 Ok(master)
             })
             .map_err(|e| Error::io(format!("receiving on {}", path.display()), e))?;
-        Ok(PendingMaster { thread })
-    }
-
-    fn listener_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        use std::os::fd::AsFd;
-        self.listener.as_fd()
+        Ok(PendingMaster {
+            thread,
+            _cancel: cancel,
+        })
     }
 }
 
@@ -130,6 +154,8 @@ impl ConsoleSocket {
 #[derive(Debug)]
 pub struct PendingMaster {
     thread: std::thread::JoinHandle<Result<OwnedFd>>,
+    /// The write end of the thread's cancel pipe: closed when this is dropped.
+    _cancel: OwnedFd,
 }
 
 impl PendingMaster {
@@ -245,6 +271,19 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("pty master"), "{err}");
         assert!(err.to_string().contains("nothing was sent"), "{err}");
+    }
+
+    #[test]
+    fn dropping_a_pending_master_stops_its_thread_and_removes_the_socket() {
+        let socket = ConsoleSocket::bind().unwrap();
+        let dir = socket.path().parent().unwrap().to_path_buf();
+        drop(socket.receive_in_background(None).unwrap());
+        // Well inside RECEIVE_TIMEOUT (10 s), which is what it waited before the cancel pipe.
+        let gone = (0..200).any(|_| {
+            std::thread::sleep(Duration::from_millis(10));
+            !dir.exists()
+        });
+        assert!(gone, "{} outlived its PendingMaster", dir.display());
     }
 
     #[test]
