@@ -38,6 +38,10 @@ containerd_start() {
 
 containerd_stop() {
   [[ -n ${CTD_PID:-} ]] || return 0
+  # Every step runs even if one fails (errexit would end the EXIT trap at the first: a
+  # `kill -9` of a daemon that already stopped left the shims, mounts and directory behind).
+  local -
+  set +e
   for t in $(ctd task ls -q 2>/dev/null); do ctd task kill -s SIGKILL "$t" >/dev/null 2>&1; done
   sleep 0.3
   for t in $(ctd task ls -q 2>/dev/null); do ctd task rm -f "$t" >/dev/null 2>&1; done
