@@ -2,7 +2,7 @@
 //! `docker exec`, `kubectl exec`). Same lifecycle rules as the init process, keyed by exec id.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use log::info;
 
@@ -56,11 +56,12 @@ impl<F: InstanceFactory, E: EventSink> Tasks<F, E> {
         let entry = self.get(id)?.exec(exec_id)?;
         entry.slot.lifecycle().clone().start()?;
         let e = entry.clone();
+        let since = Instant::now();
         let pid = blocking(move || e.process.start()).await?;
         entry.slot.set_pid(pid);
         let _ = entry.slot.lifecycle().start();
         // A short exec may have ended (and been reaped) before its pid was known here.
-        let early_exit = self.take_unclaimed_exit(pid);
+        let early_exit = self.take_unclaimed_exit(pid, since);
         if let Some(exit) = early_exit {
             self.exec_exited(pid, exit).await;
         }

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use log::{info, warn};
 use oci_spec::runtime::LinuxResources;
@@ -82,7 +82,10 @@ pub struct Tasks<F: InstanceFactory, E: EventSink> {
     factory: Arc<F>,
     pub(super) events: E,
     pub(super) tasks: Mutex<HashMap<String, Arc<Task<F::Instance>>>>,
-    unclaimed_exits: Mutex<HashMap<u32, Exit>>,
+    /// Exits of pids no task or exec had yet, with when they were seen: a pid's exit counts for
+    /// a process only if seen after that process was being made (pids are reused, and the
+    /// reaper also sees the shim's other children: libcontainer's helpers, the compile helper).
+    unclaimed_exits: Mutex<HashMap<u32, (Instant, Exit)>>,
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -128,6 +131,7 @@ impl<F: InstanceFactory, E: EventSink> Tasks<F, E> {
         if lock(&self.tasks).contains_key(&req.id) {
             return Err(TaskError::AlreadyExists(req.id).into());
         }
+        let since = Instant::now();
         let factory = self.factory.clone();
         let request = req.clone();
         let instance = blocking(move || factory.create(&request)).await?;
@@ -151,7 +155,7 @@ impl<F: InstanceFactory, E: EventSink> Tasks<F, E> {
             self.discard(task).await;
             return Err(TaskError::AlreadyExists(req.id).into());
         }
-        let early_exit = self.take_unclaimed_exit(pid);
+        let early_exit = self.take_unclaimed_exit(pid, since);
         if let Some(exit) = early_exit {
             self.record_exit(&task, exit).await;
         }
@@ -359,9 +363,13 @@ impl<F: InstanceFactory, E: EventSink> Tasks<F, E> {
         Ok((pid, exit))
     }
 
-    /// The exit of `pid` if the reaper saw it before anyone claimed the pid.
-    pub(super) fn take_unclaimed_exit(&self, pid: u32) -> Option<Exit> {
-        lock(&self.unclaimed_exits).remove(&pid)
+    /// The exit of `pid` if the reaper saw it, since `since` (when the claimant began making
+    /// its process), before anyone claimed the pid. An older one was another process's.
+    pub(super) fn take_unclaimed_exit(&self, pid: u32, since: Instant) -> Option<Exit> {
+        lock(&self.unclaimed_exits)
+            .remove(&pid)
+            .filter(|(seen, _)| *seen >= since)
+            .map(|(_, exit)| exit)
     }
 
     /// Called by the reaper for every child that ended.
@@ -384,7 +392,7 @@ impl<F: InstanceFactory, E: EventSink> Tasks<F, E> {
         if unclaimed.len() >= MAX_UNCLAIMED_EXITS {
             unclaimed.clear();
         }
-        unclaimed.insert(pid, exit);
+        unclaimed.insert(pid, (Instant::now(), exit));
     }
 
     async fn record_exit(&self, task: &Task<F::Instance>, exit: Exit) {

@@ -20,12 +20,17 @@ struct Fake {
 struct FakeExec {
     pid: u32,
     fail: bool,
+    /// Start takes a while (time for an exit to arrive meanwhile).
+    slow: bool,
 }
 
 impl ExecProcess for FakeExec {
     fn start(&self) -> Result<u32> {
         if self.fail {
             return Err(Error::InvalidArgument("cannot start".into()));
+        }
+        if self.slow {
+            std::thread::sleep(Duration::from_millis(100));
         }
         Ok(self.pid)
     }
@@ -51,6 +56,7 @@ impl Instance for Fake {
         Ok(FakeExec {
             pid: self.pid + 1000,
             fail: req.exec_id == "nostart",
+            slow: req.exec_id.starts_with("slow"),
         })
     }
     fn pid(&self) -> u32 {
@@ -116,6 +122,10 @@ impl InstanceFactory for FakeFactory {
     fn create(&self, req: &CreateRequest) -> Result<Fake> {
         if req.id == "bad" {
             return Err(Error::InvalidArgument("bad container".into()));
+        }
+        if req.id.starts_with("slow") {
+            // Time for an exit to arrive while the process is being made.
+            std::thread::sleep(Duration::from_millis(100));
         }
         Ok(Fake {
             pid: self.next_pid.fetch_add(1, Ordering::SeqCst),
@@ -256,9 +266,32 @@ async fn deleting_a_never_started_task_kills_it_first() {
 #[tokio::test]
 async fn an_exit_seen_before_registration_is_not_lost() {
     let (tasks, _events) = tasks();
+    let tasks = Arc::new(tasks);
+    // The process (pid 100) exits while Create is still making it.
+    let reaper = tokio::spawn({
+        let tasks = tasks.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            tasks.process_exited(100, 3).await;
+        }
+    });
+    tasks.create(request("slow-early")).await.unwrap();
+    reaper.await.unwrap();
+    assert_eq!(tasks.wait("slow-early").await.unwrap().code, 3);
+}
+
+#[tokio::test]
+async fn an_exit_of_a_pid_before_it_was_reused_is_not_the_new_process() {
+    let (tasks, _events) = tasks();
+    // Another child of the shim had pid 100 and exited before this task was created.
     tasks.process_exited(100, 3).await;
-    tasks.create(request("early")).await.unwrap();
-    assert_eq!(tasks.wait("early").await.unwrap().code, 3);
+    let pid = tasks.create(request("reused")).await.unwrap();
+    assert_eq!(pid, 100);
+    tasks.start("reused").await.unwrap();
+    assert_eq!(tasks.state("reused").unwrap().status, Status::Running);
+    // Its own exit still counts.
+    tasks.process_exited(100, 0).await;
+    assert_eq!(tasks.wait("reused").await.unwrap().code, 0);
 }
 
 #[tokio::test]
@@ -315,13 +348,34 @@ async fn an_exec_runs_exits_and_is_deleted_while_the_task_runs_on() {
 #[tokio::test]
 async fn an_exec_that_ends_before_its_pid_is_known_is_not_lost() {
     let (tasks, _events) = tasks();
+    let tasks = Arc::new(tasks);
     let pid = tasks.create(request("x")).await.unwrap();
     tasks.start("x").await.unwrap();
-    tasks.exec("x", exec_request("quick")).await.unwrap();
+    tasks.exec("x", exec_request("slow-quick")).await.unwrap();
     // The reaper reports the exit before start_exec has recorded the pid.
-    tasks.process_exited(pid + 1000, 7).await;
-    tasks.start_exec("x", "quick").await.unwrap();
-    assert_eq!(tasks.wait_exec("x", "quick").await.unwrap().code, 7);
+    let reaper = tokio::spawn({
+        let tasks = tasks.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            tasks.process_exited(pid + 1000, 7).await;
+        }
+    });
+    tasks.start_exec("x", "slow-quick").await.unwrap();
+    reaper.await.unwrap();
+    assert_eq!(tasks.wait_exec("x", "slow-quick").await.unwrap().code, 7);
+}
+
+#[tokio::test]
+async fn an_exec_does_not_take_the_exit_of_an_earlier_holder_of_its_pid() {
+    let (tasks, _events) = tasks();
+    let pid = tasks.create(request("x")).await.unwrap();
+    tasks.start("x").await.unwrap();
+    tasks.exec("x", exec_request("e")).await.unwrap();
+    tasks.process_exited(pid + 1000, 9).await;
+    tasks.start_exec("x", "e").await.unwrap();
+    assert_eq!(tasks.exec_state("x", "e").unwrap().status, Status::Running);
+    tasks.process_exited(pid + 1000, 0).await;
+    assert_eq!(tasks.wait_exec("x", "e").await.unwrap().code, 0);
 }
 
 #[tokio::test]
