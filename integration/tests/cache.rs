@@ -33,9 +33,17 @@ fn identity(p: &Path) -> Result<(u64, u64)> {
     Ok((m.ino(), m.len()))
 }
 
+/// Lines of the shim log (in containerd's) that report a compile done by the compile helper.
+fn helper_compiles(log: &str) -> usize {
+    log.lines()
+        .filter(|l| l.contains("compiled in the compile helper"))
+        .count()
+}
+
 /// The first run of hello leaves exactly one `<sha>.cwasm` in the private cache dir; a second
 /// run leaves that same file (same inode) and nothing new, so it did not compile;
-/// running a different program adds a second file.
+/// running a different program adds a second file. Each compile ran in the shim's compile
+/// helper process, not in the shim (whose memory would keep the compiler's heap).
 #[test]
 fn compiles_each_program_once() -> Result<()> {
     let tmp = tempfile::tempdir()?;
@@ -56,6 +64,11 @@ fn compiles_each_program_once() -> Result<()> {
             cache.display()
         );
         let before = identity(&first[0])?;
+        ensure!(
+            helper_compiles(&ctd.log_tail(400)) == 1,
+            "want one compile by the helper; log: {}",
+            ctd.log_tail(40)
+        );
 
         let out = ctd.run(&hello).exec()?;
         out.success()?;
@@ -77,6 +90,11 @@ fn compiles_each_program_once() -> Result<()> {
         ensure!(
             third.len() == 2 && third.iter().all(|p| is_cwasm(p)) && third.contains(&first[0]),
             "want hello's file plus one for exit-code, found {third:?}"
+        );
+        ensure!(
+            helper_compiles(&ctd.log_tail(400)) == 2,
+            "want two compiles by the helper, hello's and exit-code's; log: {}",
+            ctd.log_tail(40)
         );
         Ok(())
     })

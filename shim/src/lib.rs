@@ -26,5 +26,7 @@ pub mod task;
 
 /// containerd's runtime type for wasmpod.
 pub const RUNTIME_TYPE: &str = "io.containerd.wasmpod.v1";
+/// The shim's binary name, which containerd derives from [`RUNTIME_TYPE`].
+pub const SHIM_BINARY: &str = "containerd-shim-wasmpod-v1";
 /// wasmpod's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -36,6 +36,8 @@ pub(crate) struct CompileCache {
     engine_digest: [u8; 32],
     /// Size bound of the directory's `.cwasm` files; least recently used go first.
     max_bytes: u64,
+    /// Compiles on a miss out of process (see [`super::helper`]); `None`: in process.
+    helper: Option<PathBuf>,
 }
 
 /// Result of [`CompileCache::load_or_compile`].
@@ -54,6 +56,7 @@ impl CompileCache {
         dir: &Path,
         engine: &wasmtime::Engine,
         max_bytes: u64,
+        helper: Option<PathBuf>,
     ) -> Result<Self, EngineError> {
         DirBuilder::new()
             .recursive(true)
@@ -68,6 +71,7 @@ impl CompileCache {
             dir: dir.to_owned(),
             engine_digest: engine_digest(engine),
             max_bytes,
+            helper,
         })
     }
 
@@ -116,10 +120,26 @@ impl CompileCache {
             }
         }
 
+        if let Some(helper) = &self.helper {
+            match super::helper::compile_in(helper, wasm).map(|()| deserialize(&file)) {
+                Ok(Ok(value)) => {
+                    log::info!("compiled in the compile helper: {}", file.display());
+                    return Ok(Cached {
+                        value,
+                        file,
+                        hit: false,
+                    });
+                }
+                Ok(Err(err)) => log::info!(
+                    "compile helper left no usable {}: {}; compiling in the shim",
+                    file.display(),
+                    reason(&err)
+                ),
+                Err(why) => log::info!("compile helper failed: {why}; compiling in the shim"),
+            }
+        }
         let artifact = compile()?;
-        write_atomically(&file, &artifact)?;
-        log::debug!("compile cache store: {}", file.display());
-        super::evict::evict(&self.dir, self.max_bytes, &file);
+        self.store(&file, &artifact)?;
         // Map the file rather than the in-memory artifact: the page cache copy is shared with
         // every other container running this program, the Vec would be private to this one.
         let value = deserialize(&file).map_err(|err| EngineError::CacheLoad {
@@ -131,6 +151,16 @@ impl CompileCache {
             file,
             hit: false,
         })
+    }
+}
+
+impl CompileCache {
+    /// Stores `artifact` as `file` (from [`Self::file_for`]) and keeps the cache in its bound.
+    pub(crate) fn store(&self, file: &Path, artifact: &[u8]) -> Result<(), EngineError> {
+        write_atomically(file, artifact)?;
+        log::debug!("compile cache store: {}", file.display());
+        super::evict::evict(&self.dir, self.max_bytes, file);
+        Ok(())
     }
 }
 
@@ -230,8 +260,8 @@ mod tests {
             source,
         })?;
         let engine = wasmtime::Engine::default();
-        let a = CompileCache::open(dir.path(), &engine, u64::MAX)?;
-        let b = CompileCache::open(dir.path(), &engine, u64::MAX)?;
+        let a = CompileCache::open(dir.path(), &engine, u64::MAX, None)?;
+        let b = CompileCache::open(dir.path(), &engine, u64::MAX, None)?;
         assert_eq!(a.file_for(b"one"), b.file_for(b"one"));
         assert_ne!(a.file_for(b"one"), a.file_for(b"two"));
         let name = a.file_for(b"one");

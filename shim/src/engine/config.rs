@@ -80,9 +80,13 @@ pub struct EngineConfig {
     /// program. Requires the container process to keep [`super::Program::retained_fds`] open.
     /// `false` copies data segments into private memory at instantiation instead.
     pub share_initial_memory: bool,
-    /// Compile functions on all cores. Compilation only ever happens in the long-lived shim
-    /// process, never in a forked container process.
+    /// Compile functions on all cores. Compilation happens in the shim or its compile helper,
+    /// never in a forked container process.
     pub parallel_compilation: bool,
+    /// The compile helper: on a cache miss, `<helper> compile-cache` gets the wasm on stdin
+    /// and stores the artifact in this cache, so the compiler's memory is not kept by the shim
+    /// (see `engine::helper`). `None` compiles in process.
+    pub compile_helper: Option<PathBuf>,
 }
 
 impl Default for EngineConfig {
@@ -94,6 +98,7 @@ impl Default for EngineConfig {
             share_initial_memory: true,
             parallel_compilation: true,
             cache_max_bytes: DEFAULT_CACHE_MAX_BYTES,
+            compile_helper: None,
         }
     }
 }

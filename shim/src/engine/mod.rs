@@ -5,7 +5,8 @@
 //! # Two phases, two processes
 //!
 //! 1. **Load**, in the long-lived shim process: [`WasmEngine::new`] once, then
-//!    [`WasmEngine::load`] per container. Loading compiles (or maps from the cache), checks
+//!    [`WasmEngine::load`] per container. Loading compiles (in the compile helper when one is
+//!    configured, see [`WasmEngine::compile_into_cache`]) or maps from the cache, checks
 //!    imports and pre-links, and never starts a WASI or tokio runtime, so the process can fork
 //!    safely afterwards.
 //! 2. **Run**, in the forked container init process (after namespaces and pivot_root):
@@ -17,6 +18,7 @@
 //! # Files
 //! - `config`: [`EngineConfig`] and the wasmtime settings (memory layout rationale).
 //! - `cache`: content-addressed `.cwasm` cache with atomic writes.
+//! - `helper`: compiling a cache miss in a short-lived helper process.
 //! - `fds`: the descriptors a program needs after the fork ([`Program::retained_fds`]).
 //! - `program`: [`Program`], import checks, entrypoint checks.
 //! - `wasi`: [`GuestIo`] and the WASI context (cwd handling is documented there).
@@ -31,6 +33,7 @@ mod error;
 mod evict;
 mod exit;
 mod fds;
+mod helper;
 mod limits;
 mod program;
 mod run;
@@ -50,6 +53,7 @@ pub use self::config::{
 };
 pub use self::error::{EngineError, ProgramKind};
 pub use self::exit::{GuestExit, TRAP_EXIT_CODE};
+pub use self::helper::COMPILE_COMMAND;
 pub use self::program::Program;
 pub use self::wasi::GuestIo;
 /// In-memory stdout/stderr for [`GuestIo::Captured`].
@@ -96,7 +100,12 @@ impl WasmEngine {
         };
         let engine = Engine::new(&config.wasmtime_config()).map_err(config_err)?;
         let share_initial_memory = config.share_initial_memory;
-        let cache = CompileCache::open(&config.cache_dir, &engine, config.cache_max_bytes)?;
+        let cache = CompileCache::open(
+            &config.cache_dir,
+            &engine,
+            config.cache_max_bytes,
+            config.compile_helper.clone(),
+        )?;
 
         // Linkers only hold host function definitions: building them starts no runtime.
         let mut p1_linker = Linker::new(&engine);
@@ -115,6 +124,40 @@ impl WasmEngine {
             p2_linker,
             share_initial_memory,
         })
+    }
+
+    /// The compile helper's job: compiles `bytes` (module or component) and stores the
+    /// artifact where [`Self::load`] of the same bytes, with an engine of the same settings,
+    /// will find it; returns that file.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::NotWasm`], [`EngineError::Invalid`], [`EngineError::CacheWrite`].
+    pub fn compile_into_cache(&self, bytes: &[u8]) -> Result<std::path::PathBuf, EngineError> {
+        let path = Path::new("the program on stdin");
+        let invalid = |kind| {
+            move |err: wasmtime::Error| EngineError::Invalid {
+                path: path.to_owned(),
+                kind,
+                reason: reason(&err),
+            }
+        };
+        let artifact = if wasmparser::Parser::is_core_wasm(bytes) {
+            self.engine
+                .precompile_module(bytes)
+                .map_err(invalid(ProgramKind::Module))?
+        } else if wasmparser::Parser::is_component(bytes) {
+            self.engine
+                .precompile_component(bytes)
+                .map_err(invalid(ProgramKind::Component))?
+        } else {
+            return Err(EngineError::NotWasm {
+                path: path.to_owned(),
+            });
+        };
+        let file = self.cache.file_for(bytes);
+        self.cache.store(&file, &artifact)?;
+        Ok(file)
     }
 
     /// Loads a program: detects module vs component, compiles it once (or maps the cached

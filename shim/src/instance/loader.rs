@@ -35,18 +35,10 @@ impl Loader {
         if let Some(engine) = self.engine.get() {
             return Ok(engine.clone());
         }
-        let mut config = match std::env::var_os(CACHE_DIR_ENV) {
-            Some(dir) => EngineConfig::with_cache_dir(PathBuf::from(dir)),
-            None => EngineConfig::default(),
+        let config = EngineConfig {
+            compile_helper: shim_binary(),
+            ..engine_config_from_env()
         };
-        if let Ok(mb) = std::env::var(CACHE_MAX_MB_ENV) {
-            match mb.trim().parse::<u64>() {
-                Ok(mb) => config.cache_max_bytes = mb << 20,
-                Err(_) => {
-                    warn!("{CACHE_MAX_MB_ENV}={mb:?} is not a number of MiB; using the default")
-                }
-            }
-        }
         let engine = Arc::new(WasmEngine::new(config)?);
         Ok(self.engine.get_or_init(|| engine).clone())
     }
@@ -138,6 +130,43 @@ impl Loader {
             .into()),
         }
     }
+}
+
+/// The engine settings the shim's environment asks for; the compile helper reads the same
+/// environment (it inherits the shim's), so both compile for the same cache files.
+fn engine_config_from_env() -> EngineConfig {
+    let mut config = match std::env::var_os(CACHE_DIR_ENV) {
+        Some(dir) => EngineConfig::with_cache_dir(PathBuf::from(dir)),
+        None => EngineConfig::default(),
+    };
+    if let Ok(mb) = std::env::var(CACHE_MAX_MB_ENV) {
+        match mb.trim().parse::<u64>() {
+            Ok(mb) => config.cache_max_bytes = mb << 20,
+            Err(_) => warn!("{CACHE_MAX_MB_ENV}={mb:?} is not a number of MiB; using the default"),
+        }
+    }
+    config
+}
+
+/// This program, when it is the shim binary (which is its own compile helper); `None` in unit
+/// tests and other hosts of this library, which then compile in process.
+fn shim_binary() -> Option<PathBuf> {
+    std::env::current_exe()
+        .ok()
+        .filter(|exe| exe.file_name().is_some_and(|n| n == crate::SHIM_BINARY))
+}
+
+/// The compile helper (`containerd-shim-wasmpod-v1 compile-cache`): compiles the wasm read
+/// from stdin into the compile cache the shim's environment names; returns the file.
+///
+/// # Errors
+/// Unreadable stdin, not wasm, invalid wasm, or the cache could not be written.
+pub fn compile_stdin_into_cache() -> Result<PathBuf> {
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
+        .map_err(|e| crate::error::Error::io("reading the program from stdin", e))?;
+    let engine = WasmEngine::new(engine_config_from_env())?;
+    Ok(engine.compile_into_cache(&bytes)?)
 }
 
 fn escape_head(bytes: &[u8]) -> String {

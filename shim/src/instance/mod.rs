@@ -28,7 +28,7 @@ use crate::task::{
 };
 use io::Streams;
 pub use layers::ImageLayers;
-pub use loader::{Loader, CACHE_DIR_ENV, CACHE_MAX_MB_ENV};
+pub use loader::{compile_stdin_into_cache, Loader, CACHE_DIR_ENV, CACHE_MAX_MB_ENV};
 
 /// The CRI's annotation naming a container's image: used when the container record has none.
 pub const CRI_IMAGE_ANNOTATION: &str = "io.kubernetes.cri.image-name";

@@ -1,9 +1,10 @@
 //! Engine tests: small inline WAT programs, a fresh temp cache per test.
 //!
-//! `load`: kind detection, cache behaviour, import checks. `run`: WASI p1 behaviour, exit
+//! `load`: kind detection, cache behaviour, import checks. `helper`: the compile helper. `run`: WASI p1 behaviour, exit
 //! codes, limits, entrypoints. `component`: component-model loading and entrypoints.
 
 mod component;
+mod helper;
 mod load;
 mod run;
 
