@@ -46,7 +46,7 @@ lint: deps ## formatting and clippy, warnings are errors
 fmt:
 	$(CARGO) fmt --all
 
-bench: build test-images ## wasmpod vs runc: ctr run --rm wall time and idle PSS
+bench: build test-images ## wasmpod vs runc: start time, churn, idle PSS; engine start; 1000 idle containers
 	scripts/bench.sh
 
 demo: build test-images ## private containerd, run the hello image through wasmpod

@@ -4,13 +4,19 @@
 #   2. first start (compiles) vs cached start of a wasm module never seen before.
 #   3. churn: create/start/wait/delete of N tasks, 8 at a time, tasks/s for each runtime.
 #   4. PSS of an idle long-running container, every process counted (its shim included).
-# Environment: RUNS (default 15), CHURN (default 100), IDLE (default 10), CONTAINERD binary.
+#   5. the engine alone: start of a cached program (shim/benches/instantiate.rs).
+#   6. MANY idle wasm containers at once: start time, PSS, every one answers State and stops
+#      on SIGTERM with 143.
+# Environment: RUNS (default 15), CHURN (default 100), IDLE (default 10), ENGINE_RUNS (default
+# 2000), MANY (default 1000), CONTAINERD binary.
 set -euo pipefail
 source "$(dirname "$0")/lib/containerd.sh"
 
 RUNS=${RUNS:-15}
 CHURN=${CHURN:-100}
 IDLE=${IDLE:-10}
+MANY=${MANY:-1000}
+ENGINE_RUNS=${ENGINE_RUNS:-2000}
 NS=default
 WASM=docker.io/library/hello:bench
 NATIVE=docker.io/library/busybox:bench
@@ -62,16 +68,16 @@ cw=$(churn wasm); cr=$(churn runc)
 printf '   wasmpod %6s tasks/s   runc %6s tasks/s   ratio %s\n' "$cw" "$cr" \
   "$(awk -v a="$cw" -v b="$cr" 'BEGIN{printf "%.2f", a / b}')"
 
-# PSS (kB) of a container: its shim process plus every process in its cgroup.
-pss_of() {
-  local id=$1 total=0 pids
-  pids=$(pgrep -f -- "-id $id -address $CTD_SOCK" || true)
-  pids="$pids $(cat /sys/fs/cgroup/pids/$NS/$id/cgroup.procs 2>/dev/null || cat /sys/fs/cgroup/$NS/$id/cgroup.procs 2>/dev/null)"
-  pids=$(echo $pids | tr " " "\n" | sort -u)
-  for p in $pids; do
+# PSS (kB) and count of every process of the containers named PREFIX*: their shims and their
+# cgroups' processes (a container process forked from its shim matches both: counted once).
+pss_of_all() {
+  local prefix=$1 total=0 n=0 p
+  for p in $( (pgrep -f -- "-id $prefix[0-9]+ -address $CTD_SOCK"
+    cat /sys/fs/cgroup/pids/$NS/$prefix*/cgroup.procs /sys/fs/cgroup/$NS/$prefix*/cgroup.procs 2>/dev/null) | sort -u); do
     total=$((total + $(awk '/^Pss:/{print $2}' /proc/$p/smaps_rollup 2>/dev/null || echo 0)))
+    n=$((n + 1))
   done
-  echo "$total $(echo $pids | wc -w)"
+  echo "$total $n"
 }
 echo "== 4. idle long-running containers: $IDLE of each, PSS of all their processes"
 for i in $(seq "$IDLE"); do
@@ -80,12 +86,44 @@ for i in $(seq "$IDLE"); do
 done
 sleep 3
 report_pss() {
-  local prefix=$1 label=$2 sum=0 procs=0 r
-  for i in $(seq "$IDLE"); do
-    r=($(pss_of "$prefix$i")); sum=$((sum + r[0])); procs=$((procs + r[1]))
-  done
-  awk -v s="$sum" -v n="$IDLE" -v p="$procs" -v l="$label" \
+  local r; r=($(pss_of_all "$1"))
+  awk -v s="${r[0]}" -v n="$IDLE" -v p="${r[1]}" -v l="$2" \
     'BEGIN{printf "   %-8s %6.2f MB PSS per container, %.1f processes each\n", l, s / n / 1024, p / n}'
 }
 report_pss idle-w wasmpod
 report_pss idle-r runc
+
+echo "== 5. the engine alone: a cached program's start (WASI context, instantiation, entry call)"
+out=$WASMPOD_ROOT/test-images/out
+(cd "$WASMPOD_ROOT" && RUNS=$ENGINE_RUNS cargo bench -q -p wasmpod-shim --bench instantiate -- \
+  "$out/hello.wasm" "$out/hello-c.wasm" "$out/hello-component.wasm" 2>/dev/null)
+
+# In parallel, 8 at a time: `ctd ARGS...` for every ID on stdin, `{}` in ARGS replaced by it.
+each_task() { xargs -P 8 -I{} bash -c "CTD_SOCK='$CTD_SOCK'; $(declare -f ctd); ctd $*"; }
+
+echo "== 6. $MANY idle wasm containers at once"
+t0=$(now_ms)
+seq "$MANY" | sed 's/^/many-/' |
+  each_task run -d --runtime io.containerd.wasmpod.v1 docker.io/library/sleeper:bench {} /app.wasm 100000 >/dev/null
+t1=$(now_ms)
+sleep 3
+running=$(ctd task ls | awk '$1 ~ /^many-/ && $3 == "RUNNING"' | wc -l)
+r=($(pss_of_all many-))
+awk -v n="$MANY" -v ms="$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b - a}')" -v s="${r[0]}" -v p="${r[1]}" -v up="$running" \
+  'BEGIN{printf "   started in %.1f s (%.1f/s); %d RUNNING by State; %.2f MB PSS each, %d processes in all\n", ms / 1000, n / (ms / 1000), up, s / n / 1024, p}'
+ctr -a "$CTD_SOCK" events >"$CTD_DIR/events" &
+events=$!
+sleep 0.5
+t0=$(now_ms)
+ctd task ls -q | grep '^many-' | each_task task kill {}
+for _ in $(seq 120); do
+  [[ $(grep -c '/tasks/exit.*"exit_status":143' "$CTD_DIR/events") -ge $MANY ]] && break
+  sleep 0.5
+done
+t1=$(now_ms)
+kill "$events"
+awk -v ms="$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b - a}')" -v e="$(grep -c '/tasks/exit.*"exit_status":143' "$CTD_DIR/events")" \
+  'BEGIN{printf "   SIGTERM to each: %d exited with 143, all within %.1f s\n", e, ms / 1000}'
+# (ctr warns of each non-zero exit code as it deletes.)
+ctd task ls -q | grep '^many-' | each_task task rm {} 2>/dev/null
+ctd containers ls -q | grep '^many-' | each_task containers rm {}
