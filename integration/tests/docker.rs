@@ -151,8 +151,8 @@ fn exit_code_propagates() -> Result<()> {
 
 /// A detached sleeper: logs show ticks; a wasm `docker exec` returns its output and exit
 /// code; pause freezes the ticks (status paused) and unpause resumes them; stats shows
-/// memory; `stop -t 2` ends it at once with 143 (SIGTERM, no SIGKILL needed); `wait` says
-/// 143; `kill` on another gives 137; `rm` removes both.
+/// memory and `top` the guest's command line; `stop -t 2` ends it at once with 143 (SIGTERM,
+/// no SIGKILL needed); `wait` says 143; `kill` on another gives 137; `rm` removes both.
 #[test]
 fn detached_lifecycle() -> Result<()> {
     with_docker(|d| {
@@ -184,6 +184,13 @@ fn detached_lifecycle() -> Result<()> {
 
         let mem = d.memory_usage(&id)?;
         ensure!(mem > 0.0, "docker stats shows no memory for {id}");
+        // `docker top` shows the guest's command line, not the shim's it was forked from.
+        let top = d.docker(["top", &id])?;
+        top.success()?;
+        ensure!(
+            top.stdout.contains("/app.wasm") && !top.stdout.contains("containerd-shim"),
+            "{top}"
+        );
 
         let start = Instant::now();
         d.docker(["stop", "-t", "2", &id])?.success()?;

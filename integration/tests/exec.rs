@@ -134,3 +134,51 @@ fn native_exec_behaves_like_runc() -> Result<()> {
         Ok(())
     })
 }
+
+/// `ps` on the node shows a wasm container's process and a wasm exec as their own command
+/// lines and program names, not as copies of the shim (both are forks of it).
+#[test]
+fn wasm_processes_show_their_own_command_line() -> Result<()> {
+    with_containerd(|ctd| {
+        let img = images().wasm("sleeper")?;
+        let task = ctd.import(&img)?.run(&img).args(["100"]).detach()?;
+        task.wait_for_status("RUNNING", WAIT)?;
+        let exec = ctd.ctr([
+            "task",
+            "exec",
+            "--detach",
+            "--exec-id",
+            "e1",
+            task.id(),
+            "/app.wasm",
+            "200",
+        ])?;
+        exec.success()?;
+
+        let pids: Vec<String> = task
+            .ps()?
+            .stdout
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+            .collect();
+        let mut seen: Vec<(String, String)> = pids
+            .iter()
+            .map(|pid| {
+                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))?;
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))?;
+                let args: Vec<String> = cmdline
+                    .split(|b| *b == 0)
+                    .filter(|a| !a.is_empty())
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect();
+                Ok((comm.trim().to_owned(), args.join(" ")))
+            })
+            .collect::<Result<_>>()?;
+        seen.sort();
+        let want = [("app.wasm", "/app.wasm 100"), ("app.wasm", "/app.wasm 200")]
+            .map(|(c, a)| (c.to_owned(), a.to_owned()));
+        ensure!(seen == want, "processes of {}: {seen:?}", task.id());
+        Ok(())
+    })
+}

@@ -59,7 +59,7 @@ impl LinuxContainer {
             log_fd,
         } = config;
         let prepared = bundle::prepare(&bundle, &id, spec, io.is_terminal())?;
-        let executor = WorkloadExecutor { workload, log_fd };
+        let executor = WorkloadExecutor::new(workload, log_fd);
         let build_id = id.clone();
         let build_prepared = prepared.clone();
         // The fork must come from a thread that is not part of the shim's tokio runtime.
@@ -246,7 +246,7 @@ impl LinuxContainer {
         std::fs::write(&file, json).map_err(|e| err(&e))?;
         let id = self.id.clone();
         let state_root = self.state_root.clone();
-        let executor = WorkloadExecutor { workload, log_fd };
+        let executor = WorkloadExecutor::new(workload, log_fd);
         let process_file = file.clone();
         let built = std::thread::Builder::new()
             .name("wasmpod-exec".into())

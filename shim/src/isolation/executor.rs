@@ -9,6 +9,8 @@ use std::os::fd::RawFd;
 use std::sync::Arc;
 
 use caps::CapSet;
+
+use super::title::{self, ArgArea};
 use libcontainer::oci_spec::runtime::Spec;
 use libcontainer::workload::{
     default::get_executor, Executor, ExecutorError, ExecutorValidationError,
@@ -55,9 +57,22 @@ extern "C" fn die_by_signal(signal: libc::c_int) {
 /// Adapts a [`Workload`] to libcontainer's executor interface.
 #[derive(Clone)]
 pub(super) struct WorkloadExecutor {
-    pub workload: Workload,
+    workload: Workload,
     /// The shim's log fd, kept open so the guest's failures reach the shim log.
-    pub log_fd: Option<RawFd>,
+    log_fd: Option<RawFd>,
+    /// Where the shim's command line is, read in the shim: a guest shows its own there.
+    title: Option<ArgArea>,
+}
+
+impl WorkloadExecutor {
+    /// Called in the shim, before the fork.
+    pub(super) fn new(workload: Workload, log_fd: Option<RawFd>) -> Self {
+        Self {
+            workload,
+            log_fd,
+            title: ArgArea::of_this_process(),
+        }
+    }
 }
 
 impl Executor for WorkloadExecutor {
@@ -68,6 +83,8 @@ impl Executor for WorkloadExecutor {
                 let mut keep = guest.keep_fds();
                 keep.extend(self.log_fd);
                 make_clean_init(keep);
+                let args = spec.process().as_ref().and_then(|p| p.args().as_ref());
+                title::set(args.map_or(&[], Vec::as_slice), self.title);
                 let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| guest.run()))
                     .unwrap_or_else(|_| {
                         eprintln!("wasmpod: the guest runner panicked");

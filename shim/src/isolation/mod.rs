@@ -5,7 +5,8 @@
 //! This module knows Linux and nothing of wasm: the workload is anything implementing
 //! [`Workload`]. It owns the fork (done from a thread with no tokio context, because a child
 //! forked from a runtime thread inherits a runtime whose workers do not exist), the file
-//! descriptors the child keeps, the signals PID 1 must honour, and the cgroup operations.
+//! descriptors the child keeps, the signals PID 1 must honour, the name `ps` shows for an
+//! in-process workload, and the cgroup operations.
 
 mod bundle;
 mod cgroup;
@@ -14,6 +15,7 @@ mod container;
 mod executor;
 mod process_io;
 pub mod rootfs;
+mod title;
 
 pub use bundle::load_spec;
 pub use cgroup::{CgroupStats, Layout};
