@@ -345,6 +345,36 @@ fn resources_reach_the_cgroup() -> Result<()> {
     })
 }
 
+/// A busybox sidecar that outgrows its memory limit is killed by the kernel's OOM killer, and
+/// ContainerStatus says so as it would under runc: exit code 137, reason "OOMKilled" (from the
+/// shim's TaskOOM event; without it the reason would be "Error").
+#[test]
+fn oom_killed_container_is_reported_as_oomkilled() -> Result<()> {
+    with_cri(|cri| {
+        let busybox = cri.image(images().busybox()?)?;
+        let pod = cri.run_pod("oom")?;
+        let mut cfg = cri.container_config(
+            "hog",
+            &busybox,
+            &["/bin/sh"],
+            &["-c", "x=a; while :; do x=$x$x; done"],
+        );
+        if let Some(linux) = cfg.linux.as_mut() {
+            linux.resources = Some(LinuxContainerResources {
+                memory_limit_in_bytes: 32 * 1024 * 1024,
+                ..Default::default()
+            });
+        }
+        let id = pod.start(&cfg)?;
+        let status = cri.wait_state(&id, ContainerState::ContainerExited, WAIT)?;
+        ensure!(
+            status.exit_code == 137 && status.reason == "OOMKilled",
+            "{status:?}"
+        );
+        pod.remove()
+    })
+}
+
 /// An env var, a read-only file mount (ConfigMap-like, `/etc/config/x`) and a read-write
 /// host dir (emptyDir-like, `/data`) reach wasm guests: printer sees the variable (and the
 /// image's own), files reads the config, cannot write it, and writes through to the host.

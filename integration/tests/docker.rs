@@ -263,7 +263,8 @@ fn runc_beside_wasm() -> Result<()> {
 }
 
 /// A native (ELF) busybox under `--runtime io.containerd.wasmpod.v1`: output and exit code
-/// reach `docker run`, and `docker exec` into a running one works, served by the wasmpod shim.
+/// reach `docker run`, and `docker exec` into a running one works, served by the wasmpod shim;
+/// one killed by the OOM killer shows as OOMKilled.
 #[test]
 fn native_busybox_under_wasmpod() -> Result<()> {
     with_docker(|d| {
@@ -290,6 +291,15 @@ fn native_busybox_under_wasmpod() -> Result<()> {
         d.docker(["exec", &id, "sh", "-c", "exit 4"])?
             .expect_code(4)?;
         d.docker(["rm", "-f", &id])?.success()?;
+
+        // Past its memory limit the kernel OOM-kills it: 137, and Docker records OOMKilled
+        // (from the shim's TaskOOM event).
+        let mut args = vec!["run", "--name", "oom", "-m", "32m"];
+        args.extend(rt);
+        args.extend([bb.as_str(), "-c", "x=a; while :; do x=$x$x; done"]);
+        d.docker(args)?.expect_code(137)?;
+        ensure!(d.inspect("oom", "{{.State.OOMKilled}}")? == "true");
+        d.docker(["rm", "oom"])?.success()?;
         Ok(())
     })
 }

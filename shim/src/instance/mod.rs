@@ -24,7 +24,7 @@ use crate::isolation::rootfs;
 use crate::isolation::{CgroupStats, ContainerConfig, Layout, LinuxContainer, Workload};
 use crate::stdio::Terminal;
 use crate::task::{
-    CreateRequest, ExecProcess, ExecRequest, Instance, InstanceFactory, OutputDrained,
+    CreateRequest, ExecProcess, ExecRequest, ExitReason, Instance, InstanceFactory, OutputDrained,
 };
 use io::Streams;
 pub use layers::ImageLayers;
@@ -194,8 +194,12 @@ impl Instance for Container {
     fn output_drained(&self) -> Option<OutputDrained> {
         io::drained(self.terminal.as_ref())
     }
-    fn exit_reason(&self, code: u32) -> Option<String> {
-        self.linux.exit_reason(code)
+    fn exit_reason(&self, code: u32) -> Option<ExitReason> {
+        // 137 is SIGKILL's status; the cgroup's OOM kill count tells the OOM killer's apart
+        // from `docker kill`'s.
+        (code == 137 && self.linux.oom_killed()).then(|| ExitReason::OomKilled {
+            memory_limit: self.linux.memory_limit(),
+        })
     }
     fn delete(&self) -> Result<()> {
         let result = self.linux.delete();

@@ -202,19 +202,14 @@ impl LinuxContainer {
         self.cgroup.update(resources)
     }
 
-    /// Why a process with status `code` ended, when the cgroup knows (OOM kill).
-    pub fn exit_reason(&self, code: u32) -> Option<String> {
-        if code == 137 && self.cgroup.oom_killed() {
-            let limit = self
-                .cgroup
-                .memory_limit()
-                .map(|l| format!(" of {} MiB", l / (1024 * 1024)))
-                .unwrap_or_default();
-            return Some(format!(
-                "killed by the kernel OOM killer: memory limit{limit} reached"
-            ));
-        }
-        None
+    /// True when the kernel's OOM killer has killed a process of this container.
+    pub fn oom_killed(&self) -> bool {
+        self.cgroup.oom_killed()
+    }
+
+    /// The container's memory limit in bytes, if it has one.
+    pub fn memory_limit(&self) -> Option<u64> {
+        self.cgroup.memory_limit()
     }
 
     /// Runs `process` inside this container (its namespaces, cgroup and rootfs), as

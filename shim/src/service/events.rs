@@ -3,7 +3,7 @@
 use std::time::SystemTime;
 
 use containerd_shim::protos::events::task::{
-    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskPaused,
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskOOM, TaskPaused,
     TaskResumed, TaskStart,
 };
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
@@ -125,6 +125,13 @@ pub fn to_proto(event: Event) -> (&'static str, Box<dyn MessageDyn>) {
                 ..Default::default()
             }),
         ),
+        Event::OomKilled { id } => (
+            topics::TASK_OOM_EVENT_TOPIC,
+            Box::new(TaskOOM {
+                container_id: id,
+                ..Default::default()
+            }),
+        ),
         Event::Paused { id } => (
             topics::TASK_PAUSED_EVENT_TOPIC,
             Box::new(TaskPaused {
@@ -187,10 +194,21 @@ mod tests {
             },
             Event::Paused { id: "c".into() },
             Event::Resumed { id: "c".into() },
+            Event::OomKilled { id: "c".into() },
         ]
         .into_iter()
         .map(|e| to_proto(e).0)
         .collect();
-        assert_eq!(topics, ["/tasks/start", "/tasks/paused", "/tasks/resumed"]);
+        assert_eq!(
+            topics,
+            [
+                "/tasks/start",
+                "/tasks/paused",
+                "/tasks/resumed",
+                "/tasks/oom"
+            ]
+        );
+        let (_, oom) = to_proto(Event::OomKilled { id: "c".into() });
+        assert_eq!(oom.downcast_ref::<TaskOOM>().unwrap().container_id, "c");
     }
 }

@@ -40,6 +40,34 @@ pub struct RootfsMount {
     pub options: Vec<String>,
 }
 
+/// Why a process ended, when its exit status alone does not say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitReason {
+    /// The kernel's OOM killer ended it: the container reached its memory limit (bytes, when
+    /// it has one).
+    OomKilled {
+        /// The container's memory limit.
+        memory_limit: Option<u64>,
+    },
+}
+
+impl std::fmt::Display for ExitReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExitReason::OomKilled {
+                memory_limit: Some(bytes),
+            } => write!(
+                f,
+                "killed by the kernel OOM killer: memory limit of {} MiB reached",
+                bytes >> 20
+            ),
+            ExitReason::OomKilled { memory_limit: None } => {
+                f.write_str("killed by the kernel OOM killer: memory limit reached")
+            }
+        }
+    }
+}
+
 /// Resolves once everything a process wrote has been copied out to containerd (its terminal's
 /// output); the exit is reported after it.
 pub type OutputDrained = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -94,8 +122,8 @@ pub trait Instance: Send + Sync + 'static {
     fn resize_pty(&self, width: u32, height: u32) -> Result<()>;
     /// What the exit of the init process must wait for; `None` when the shim copies nothing.
     fn output_drained(&self) -> Option<OutputDrained>;
-    /// Why the process ended, when the container knows more than the status (e.g. OOM kill).
-    fn exit_reason(&self, code: u32) -> Option<String>;
+    /// Why the init process ended with `code`, when the container knows more than the status.
+    fn exit_reason(&self, code: u32) -> Option<ExitReason>;
     /// Releases everything the container holds: processes, cgroup, mounts, state.
     ///
     /// # Errors

@@ -16,7 +16,8 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 pub use api::{
-    CreateRequest, ExecProcess, ExecRequest, Instance, InstanceFactory, OutputDrained, RootfsMount,
+    CreateRequest, ExecProcess, ExecRequest, ExitReason, Instance, InstanceFactory, OutputDrained,
+    RootfsMount,
 };
 pub use registry::{TaskState, Tasks};
 pub use state::{Exit, Lifecycle, Status};
@@ -100,6 +101,12 @@ pub enum Event {
         code: u32,
         /// When the process ended.
         at: SystemTime,
+    },
+    /// The kernel's OOM killer killed a process of the container (TaskOOM): containerd's CRI
+    /// then reports the container as OOMKilled, Docker sets `State.OOMKilled`.
+    OomKilled {
+        /// Container id.
+        id: String,
     },
     /// Frozen (TaskPaused).
     Paused {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use log::{info, warn};
 use oci_spec::runtime::LinuxResources;
 
-use super::api::{CreateRequest, Instance, InstanceFactory};
+use super::api::{CreateRequest, ExitReason, Instance, InstanceFactory};
 use super::process::{drain, Slot};
 use super::{Event, EventSink, Exit, Lifecycle, Status, TaskError};
 use crate::error::{Error, Result};
@@ -400,9 +400,18 @@ impl<F: InstanceFactory, E: EventSink> Tasks<F, E> {
         if !task.init.record_exit(exit) {
             return;
         }
-        match task.instance.exit_reason(exit.code) {
+        let reason = task.instance.exit_reason(exit.code);
+        match reason {
             Some(reason) => info!("{}: exited with status {} ({reason})", task.id, exit.code),
             None => info!("{}: exited with status {}", task.id, exit.code),
+        }
+        if let Some(ExitReason::OomKilled { .. }) = reason {
+            // Before the exit, as runc's shim (which sees the OOM first) has it arrive.
+            self.events
+                .publish(Event::OomKilled {
+                    id: task.id.clone(),
+                })
+                .await;
         }
         self.events
             .publish(Event::Exited {

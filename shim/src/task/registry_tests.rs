@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use tokio::sync::mpsc;
 
-use super::super::api::{CreateRequest, Instance, OutputDrained};
+use super::super::api::{CreateRequest, ExitReason, Instance, OutputDrained};
 use super::super::api::{ExecProcess, ExecRequest, InstanceFactory};
 use super::*;
 
@@ -15,6 +15,8 @@ struct Fake {
     calls: Mutex<Vec<String>>,
     /// What the next exit must wait for (a terminal still being copied out).
     drained: Mutex<Option<OutputDrained>>,
+    /// Its cgroup saw an OOM kill.
+    oom_killed: bool,
 }
 
 struct FakeExec {
@@ -98,8 +100,10 @@ impl Instance for Fake {
     fn output_drained(&self) -> Option<OutputDrained> {
         self.drained.lock().unwrap().take()
     }
-    fn exit_reason(&self, _code: u32) -> Option<String> {
-        None
+    fn exit_reason(&self, code: u32) -> Option<ExitReason> {
+        (code == 137 && self.oom_killed).then_some(ExitReason::OomKilled {
+            memory_limit: Some(64 << 20),
+        })
     }
     fn delete(&self) -> Result<()> {
         self.record("delete");
@@ -129,6 +133,7 @@ impl InstanceFactory for FakeFactory {
         }
         Ok(Fake {
             pid: self.next_pid.fetch_add(1, Ordering::SeqCst),
+            oom_killed: req.id.starts_with("oom"),
             ..Fake::default()
         })
     }
@@ -191,11 +196,48 @@ async fn a_task_lives_and_its_events_follow_in_order() {
             Event::Exited { .. } => "exit with the wrong code",
             Event::Deleted { .. } => "delete",
             Event::ExecAdded { .. } | Event::ExecStarted { .. } => "exec",
+            Event::OomKilled { .. } => "oom",
         });
     }
     assert_eq!(
         kinds,
         ["create", "start", "pause", "resume", "exit", "delete"]
+    );
+}
+
+/// An OOM kill is announced (TaskOOM) before the exit; a SIGKILL that was not the OOM
+/// killer's, or another status, announces nothing.
+#[tokio::test]
+async fn an_oom_kill_is_announced_before_the_exit() {
+    let (tasks, mut events) = tasks();
+    let mut seen = Vec::new();
+    for (id, code) in [("oom-1", 137), ("oom-2", 1), ("other", 137)] {
+        let pid = tasks.create(request(id)).await.unwrap();
+        tasks.start(id).await.unwrap();
+        tasks.process_exited(pid, code).await;
+        while let Ok(e) = events.try_recv() {
+            match e {
+                Event::OomKilled { id } => seen.push(format!("oom {id}")),
+                Event::Exited { id, code, .. } => seen.push(format!("exit {id} {code}")),
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            "oom oom-1",
+            "exit oom-1 137",
+            "exit oom-2 1",
+            "exit other 137"
+        ]
+    );
+    let reason = ExitReason::OomKilled {
+        memory_limit: Some(64 << 20),
+    };
+    assert_eq!(
+        reason.to_string(),
+        "killed by the kernel OOM killer: memory limit of 64 MiB reached"
     );
 }
 
