@@ -345,32 +345,37 @@ fn resources_reach_the_cgroup() -> Result<()> {
     })
 }
 
-/// A busybox sidecar that outgrows its memory limit is killed by the kernel's OOM killer, and
-/// ContainerStatus says so as it would under runc: exit code 137, reason "OOMKilled" (from the
-/// shim's TaskOOM event; without it the reason would be "Error").
+/// Containers that outgrow their memory limit show as OOMKilled, as under runc: exit code
+/// 137, reason "OOMKilled" (from the shim's TaskOOM event; without it the reason would be
+/// "Error"). A busybox sidecar is killed by the kernel's OOM killer; a wasm guest (memhog,
+/// aborting like ordinary Rust code) traps when the engine refuses it memory at the limit.
 #[test]
-fn oom_killed_container_is_reported_as_oomkilled() -> Result<()> {
+fn oom_killed_containers_are_reported_as_oomkilled() -> Result<()> {
     with_cri(|cri| {
         let busybox = cri.image(images().busybox()?)?;
+        let memhog = cri.image(images().wasm("memhog")?)?;
         let pod = cri.run_pod("oom")?;
-        let mut cfg = cri.container_config(
+        let native = cri.container_config(
             "hog",
             &busybox,
             &["/bin/sh"],
             &["-c", "x=a; while :; do x=$x$x; done"],
         );
-        if let Some(linux) = cfg.linux.as_mut() {
-            linux.resources = Some(LinuxContainerResources {
-                memory_limit_in_bytes: 32 * 1024 * 1024,
-                ..Default::default()
-            });
+        let wasm = cri.container_config("memhog", &memhog, &[], &["512", "--abort"]);
+        for mut cfg in [native, wasm] {
+            if let Some(linux) = cfg.linux.as_mut() {
+                linux.resources = Some(LinuxContainerResources {
+                    memory_limit_in_bytes: 64 * 1024 * 1024,
+                    ..Default::default()
+                });
+            }
+            let id = pod.start(&cfg)?;
+            let status = cri.wait_state(&id, ContainerState::ContainerExited, WAIT)?;
+            ensure!(
+                status.exit_code == 137 && status.reason == "OOMKilled",
+                "{status:?}"
+            );
         }
-        let id = pod.start(&cfg)?;
-        let status = cri.wait_state(&id, ContainerState::ContainerExited, WAIT)?;
-        ensure!(
-            status.exit_code == 137 && status.reason == "OOMKilled",
-            "{status:?}"
-        );
         pod.remove()
     })
 }

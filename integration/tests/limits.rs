@@ -52,6 +52,29 @@ fn memhog_stops_at_memory_limit() -> Result<()> {
     })
 }
 
+/// A guest that aborts when refused memory at the limit (as Rust's allocator does by default)
+/// ends as an OOM-killed process would: status 137, and a message that says why.
+#[test]
+fn memhog_that_aborts_at_the_limit_ends_out_of_memory() -> Result<()> {
+    with_containerd(|ctd| {
+        let img = images().wasm("memhog")?;
+        let out = ctd
+            .import(&img)?
+            .run(&img)
+            .args(["512", "--abort"])
+            .memory_limit(64 * MIB)
+            .timeout(Duration::from_secs(60))
+            .exec()?;
+        ensure!(out.code() == 137, "{out}");
+        ensure!(
+            out.stderr.contains("wasmpod: out of memory"),
+            "the reason must be in the output: {out}"
+        );
+        ensure!(allocated(&out.stdout) <= 64, "{out}");
+        Ok(())
+    })
+}
+
 /// Without a limit the same program allocating 96 MiB finishes, so the limit is the cause.
 #[test]
 fn memhog_completes_without_limit() -> Result<()> {

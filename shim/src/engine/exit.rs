@@ -5,11 +5,22 @@
 //! [`wasmtime_wasi::I32Exit`] error), or by trapping. A trap is reported like a native process
 //! killed by `SIGABRT`: exit code [`TRAP_EXIT_CODE`] = 128 + 6 = 134, which is what a shell,
 //! `ctr` and Kubernetes users already read as "the program aborted".
+//!
+//! One trap is told apart: a guest that traps after the engine refused it memory at its cap
+//! (set just below the container's memory limit, see `limits`) died of the limit, as a native
+//! process the kernel's OOM killer ends. It is reported the same way, exit code
+//! [`OOM_EXIT_CODE`] = 128 + `SIGKILL` = 137, so that Kubernetes and Docker can say OOMKilled. A
+//! guest that handles the refusal and exits keeps its own status.
 
 use wasmtime_wasi::I32Exit;
 
 /// Exit code of a trapped guest: 128 + `SIGABRT` (6), as for an aborted native process.
 pub const TRAP_EXIT_CODE: i32 = 134;
+
+/// Exit code of a guest that ran out of memory at its cap: 128 + `SIGKILL` (9), as for a
+/// native process the kernel's OOM killer ended. A WASI exit status cannot be 137 (`proc_exit`
+/// is limited to 0..126), so this status never comes from the guest itself.
+pub const OOM_EXIT_CODE: i32 = 137;
 
 /// How a guest run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +33,12 @@ pub enum GuestExit {
         /// The trap with its wasm backtrace, multi-line, for the container log.
         message: String,
     },
+    /// The guest trapped after a memory growth was refused at its cap: it ran out of memory.
+    /// The container exits with [`OOM_EXIT_CODE`].
+    OutOfMemory {
+        /// The trap with its wasm backtrace, for the container log.
+        message: String,
+    },
 }
 
 impl GuestExit {
@@ -31,6 +48,7 @@ impl GuestExit {
         match self {
             GuestExit::Exited(code) => *code,
             GuestExit::Trapped { .. } => TRAP_EXIT_CODE,
+            GuestExit::OutOfMemory { .. } => OOM_EXIT_CODE,
         }
     }
 
@@ -38,7 +56,16 @@ impl GuestExit {
     pub fn trap_message(&self) -> Option<&str> {
         match self {
             GuestExit::Exited(_) => None,
-            GuestExit::Trapped { message } => Some(message),
+            GuestExit::Trapped { message } | GuestExit::OutOfMemory { message } => Some(message),
+        }
+    }
+
+    /// This exit, given whether the limiter refused the guest memory during the run: a trap
+    /// after a refusal is the guest running out of memory.
+    pub(crate) fn after_refusal(self, refused: bool) -> Self {
+        match self {
+            GuestExit::Trapped { message } if refused => GuestExit::OutOfMemory { message },
+            other => other,
         }
     }
 

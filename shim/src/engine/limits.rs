@@ -33,6 +33,13 @@ impl GuestLimiter {
     }
 }
 
+impl GuestLimiter {
+    /// Whether a memory growth was refused at the cap.
+    pub(crate) fn refused(&self) -> bool {
+        self.refused
+    }
+}
+
 impl ResourceLimiter for GuestLimiter {
     fn memory_growing(
         &mut self,

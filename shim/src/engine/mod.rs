@@ -24,7 +24,7 @@
 //! - `wasi`: [`GuestIo`] and the WASI context (cwd handling is documented there).
 //! - `limits`: the memory limiter.
 //! - `run`: instantiating and calling the entrypoint.
-//! - `exit`: [`GuestExit`] and [`TRAP_EXIT_CODE`].
+//! - `exit`: [`GuestExit`], [`TRAP_EXIT_CODE`] and [`OOM_EXIT_CODE`].
 //! - `error`: the error type, [`EngineError`], and [`ProgramKind`].
 
 mod cache;
@@ -52,7 +52,7 @@ pub use self::config::{
     DEFAULT_MEMORY_RESERVATION,
 };
 pub use self::error::{EngineError, ProgramKind};
-pub use self::exit::{GuestExit, TRAP_EXIT_CODE};
+pub use self::exit::{GuestExit, OOM_EXIT_CODE, TRAP_EXIT_CODE};
 pub use self::helper::COMPILE_COMMAND;
 pub use self::program::Program;
 pub use self::wasi::GuestIo;

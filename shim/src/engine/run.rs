@@ -34,15 +34,17 @@ pub(crate) fn run(
         Linked::Module(pre) => {
             let mut store = Store::new(pre.module().engine(), P1State::new(plan, io)?);
             store.limiter(|state| &mut state.limiter);
-            run_module(program, pre, &mut store, export)
+            let exit = run_module(program, pre, &mut store, export)?;
+            Ok(exit.after_refusal(store.data().limiter.refused()))
         }
         Linked::Component(pre) => {
             let mut store = Store::new(pre.component().engine(), P2State::new(plan, io)?);
             store.limiter(|state| &mut state.limiter);
-            match export {
-                None => run_command(program, pre, &mut store),
-                Some(name) => run_component_export(program, pre, &mut store, name),
-            }
+            let exit = match export {
+                None => run_command(program, pre, &mut store)?,
+                Some(name) => run_component_export(program, pre, &mut store, name)?,
+            };
+            Ok(exit.after_refusal(store.data().limiter.refused()))
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The wasm guest as an isolation [`Guest`]: runs the loaded program in the container's init
-//! process and turns the outcome into an exit status.
+//! process and turns the outcome into an exit status; an init guest that runs out of memory
+//! says so to the shim through an [`OomReport`].
 
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
 use log::error;
@@ -19,31 +21,90 @@ pub struct WasmGuest {
     engine: Arc<WasmEngine>,
     program: Program,
     plan: WasiPlan,
+    /// Where to report running out of memory: the init process's [`OomReport::writer`].
+    oom_report: Option<RawFd>,
 }
 
 impl WasmGuest {
-    /// Wraps a loaded program and its plan.
-    pub fn new(id: &str, engine: Arc<WasmEngine>, program: Program, plan: WasiPlan) -> Self {
+    /// Wraps a loaded program and its plan; `oom_report` for a container's init process.
+    pub fn new(
+        id: &str,
+        engine: Arc<WasmEngine>,
+        program: Program,
+        plan: WasiPlan,
+        oom_report: Option<RawFd>,
+    ) -> Self {
         Self {
             id: id.to_string(),
             engine,
             program,
             plan,
+            oom_report,
         }
     }
 }
 
+/// How a container's guest tells the shim that it ran out of memory, which its exit status
+/// cannot: 137 is also what `kill -9` gives. A pipe: the guest writes a byte before it exits,
+/// the shim reads it once the exit has arrived.
+#[derive(Debug)]
+pub struct OomReport {
+    read: OwnedFd,
+    write: OwnedFd,
+}
+
+impl OomReport {
+    /// A new, empty report.
+    ///
+    /// # Errors
+    /// No descriptors left.
+    pub fn new() -> std::io::Result<Self> {
+        let (read, write) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)?;
+        Ok(Self { read, write })
+    }
+
+    /// The end the guest writes to (kept open in the container process).
+    pub fn writer(&self) -> RawFd {
+        self.write.as_raw_fd()
+    }
+
+    /// Whether the guest reported running out of memory; call after its exit.
+    pub fn reported(&self) -> bool {
+        let mut byte = [0u8; 1];
+        matches!(nix::unistd::read(self.read.as_raw_fd(), &mut byte), Ok(1))
+    }
+}
+
+fn report_oom(fd: RawFd) {
+    // SAFETY: writing one byte from a valid buffer; a bad fd only makes write fail.
+    unsafe { libc::write(fd, b"m".as_ptr().cast(), 1) };
+}
+
 impl Guest for WasmGuest {
-    fn keep_fds(&self) -> Vec<std::os::fd::RawFd> {
-        self.program.retained_fds()
+    fn keep_fds(&self) -> Vec<RawFd> {
+        let mut fds = self.program.retained_fds();
+        fds.extend(self.oom_report);
+        fds
     }
 
     fn run(&self) -> i32 {
         match self.engine.run(&self.program, &self.plan, GuestIo::Inherit) {
             Ok(exit) => {
-                if let GuestExit::Trapped { message } = &exit {
-                    error!("{}: guest trapped: {message}", self.id);
-                    eprintln!("wasmpod: guest trapped: {message}");
+                match &exit {
+                    GuestExit::Trapped { message } => {
+                        error!("{}: guest trapped: {message}", self.id);
+                        eprintln!("wasmpod: guest trapped: {message}");
+                    }
+                    GuestExit::OutOfMemory { message } => {
+                        error!("{}: guest out of memory at its limit: {message}", self.id);
+                        eprintln!(
+                            "wasmpod: out of memory: the guest trapped after the container's \
+                             memory limit refused it more: {message}"
+                        );
+                        self.oom_report.into_iter().for_each(report_oom);
+                    }
+                    GuestExit::Exited(_) => {}
                 }
                 exit.code()
             }
@@ -53,5 +114,18 @@ impl Guest for WasmGuest {
                 SETUP_FAILED
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_is_read_once_written() {
+        let report = OomReport::new().unwrap();
+        assert!(!report.reported(), "empty");
+        report_oom(report.writer());
+        assert!(report.reported());
     }
 }

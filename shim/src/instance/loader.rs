@@ -3,6 +3,7 @@
 //! plan.
 
 use std::borrow::Cow;
+use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -54,6 +55,7 @@ impl Loader {
         spec: &Spec,
         rootfs: &Path,
         image: &ImageLayers,
+        oom_report: Option<RawFd>,
     ) -> Result<Workload> {
         let process = spec
             .process()
@@ -120,7 +122,7 @@ impl Loader {
                     program.kind()
                 );
                 Ok(Workload::Guest(Arc::new(WasmGuest::new(
-                    id, engine, program, plan,
+                    id, engine, program, plan, oom_report,
                 ))))
             }
             None => Err(IsolationError::NotRunnable {

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use log::warn;
 use oci_spec::runtime::{LinuxResources, Spec};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::image::ImageSource;
 use crate::isolation::rootfs;
 use crate::isolation::{CgroupStats, ContainerConfig, Layout, LinuxContainer, Workload};
@@ -26,6 +26,7 @@ use crate::stdio::Terminal;
 use crate::task::{
     CreateRequest, ExecProcess, ExecRequest, ExitReason, Instance, InstanceFactory, OutputDrained,
 };
+use guest::OomReport;
 use io::Streams;
 pub use layers::ImageLayers;
 pub use loader::{compile_stdin_into_cache, Loader, CACHE_DIR_ENV, CACHE_MAX_MB_ENV};
@@ -88,9 +89,10 @@ impl InstanceFactory for ContainerFactory {
             stdout: &req.stdout,
             stderr: &req.stderr,
         };
+        let oom_report = OomReport::new().map_err(|e| Error::io("creating a pipe", e))?;
         let built = self
             .loader
-            .workload(&req.id, &spec, &rootfs, &image)
+            .workload(&req.id, &spec, &rootfs, &image, Some(oom_report.writer()))
             .and_then(|workload| {
                 // The init process waits for Start; ctr and Docker size its terminal after it.
                 let (io, console) = io::prepare(&streams, None)?;
@@ -126,6 +128,7 @@ impl InstanceFactory for ContainerFactory {
                 loader: self.loader.clone(),
                 log_fd: self.log_fd,
                 terminal,
+                oom_report,
             }),
             Err(e) => {
                 if mounted {
@@ -149,6 +152,8 @@ pub struct Container {
     log_fd: Option<RawFd>,
     /// The init process's terminal, when containerd asked for one.
     terminal: Option<Terminal>,
+    /// Where a wasm init process reports running out of memory.
+    oom_report: OomReport,
 }
 
 impl Instance for Container {
@@ -195,9 +200,10 @@ impl Instance for Container {
         io::drained(self.terminal.as_ref())
     }
     fn exit_reason(&self, code: u32) -> Option<ExitReason> {
-        // 137 is SIGKILL's status; the cgroup's OOM kill count tells the OOM killer's apart
-        // from `docker kill`'s.
-        (code == 137 && self.linux.oom_killed()).then(|| ExitReason::OomKilled {
+        // 137 is SIGKILL's status: the cgroup's OOM kill count tells the OOM killer's apart
+        // from `docker kill`'s; a wasm guest that ran out of memory reported it.
+        let oom = code == 137 && (self.oom_report.reported() || self.linux.oom_killed());
+        oom.then(|| ExitReason::OomKilled {
             memory_limit: self.linux.memory_limit(),
         })
     }
@@ -219,7 +225,7 @@ impl Instance for Container {
         let label = format!("{} exec {}", self.id, req.exec_id);
         let workload = self
             .loader
-            .workload(&label, &spec, &self.rootfs, &self.image)?;
+            .workload(&label, &spec, &self.rootfs, &self.image, None)?;
         Ok(ContainerExec {
             linux: self.linux.clone(),
             request: req.clone(),

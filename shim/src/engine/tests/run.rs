@@ -229,6 +229,32 @@ fn memory_growth_beyond_the_limit_returns_minus_one() {
     );
 }
 
+/// A guest that aborts when refused memory (as Rust's allocator does) ran out of memory: it ends
+/// with 137 like an OOM-killed process; the same trap without a refusal stays a trap (134).
+#[test]
+fn a_trap_after_a_refused_growth_is_out_of_memory() {
+    let f = fixture();
+    let program = f.load_wat(
+        r#"(module
+          (memory (export "memory") 1)
+          (func (export "_start")
+            (if (i32.eq (memory.grow (i32.const 100)) (i32.const -1)) (then unreachable))
+            unreachable))"#,
+    );
+    let mut limited = plan();
+    limited.limits.max_memory_bytes = Some(2 * 65536);
+    let exit = run_captured(&f, &program, &limited).exit;
+    assert!(matches!(exit, GuestExit::OutOfMemory { .. }), "{exit:?}");
+    assert_eq!(exit.code(), 137);
+    assert!(exit
+        .trap_message()
+        .is_some_and(|m| m.contains("unreachable")));
+
+    let exit = run_captured(&f, &program, &plan()).exit;
+    assert!(matches!(exit, GuestExit::Trapped { .. }), "{exit:?}");
+    assert_eq!(exit.code(), 134);
+}
+
 #[test]
 fn initial_memory_above_the_limit_fails_to_instantiate() {
     let f = fixture();

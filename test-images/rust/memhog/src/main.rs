@@ -7,7 +7,9 @@
 //! If an allocation is refused (memory.grow fails, e.g. a store limit), it
 //! prints `error: allocation failed after N MiB` to stderr and exits 2
 //! instead of aborting with a trap. (A cgroup OOM kill is of course not
-//! observable from inside.)
+//! observable from inside.) With `--abort` as arg 2 it aborts instead, as
+//! ordinary Rust code does when the allocator fails (`handle_alloc_error`).
+use std::alloc::{handle_alloc_error, Layout};
 use std::io::Write;
 
 const STEP: usize = 8 << 20;
@@ -24,6 +26,7 @@ fn main() {
             }
         },
     };
+    let abort = std::env::args().nth(2).as_deref() == Some("--abort");
     let target = target_mib.saturating_mul(1 << 20);
     let mut out = std::io::stdout();
     let mut blocks: Vec<Vec<u8>> = Vec::new();
@@ -34,6 +37,9 @@ fn main() {
         let mut block: Vec<u8> = Vec::new();
         if block.try_reserve_exact(size).is_err() {
             let _ = out.flush();
+            if abort {
+                handle_alloc_error(Layout::array::<u8>(size).expect("8 MiB fits a layout"));
+            }
             eprintln!("error: allocation failed after {} MiB", total >> 20);
             std::process::exit(2);
         }
