@@ -9,12 +9,12 @@ use std::os::fd::RawFd;
 use std::sync::Arc;
 
 use caps::CapSet;
-
-use super::title::{self, ArgArea};
 use libcontainer::oci_spec::runtime::Spec;
 use libcontainer::workload::{
     default::get_executor, Executor, ExecutorError, ExecutorValidationError,
 };
+
+use super::title::{self, ArgArea};
 
 /// Code that runs inside the container's init process instead of an exec.
 pub trait Guest: Send + Sync + 'static {
