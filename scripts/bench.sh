@@ -99,7 +99,7 @@ out=$WASMPOD_ROOT/test-images/out
   "$out/hello.wasm" "$out/hello-c.wasm" "$out/hello-component.wasm" 2>/dev/null)
 
 # In parallel, 8 at a time: `ctd ARGS...` for every ID on stdin, `{}` in ARGS replaced by it.
-each_task() { xargs -P 8 -I{} bash -c "CTD_SOCK='$CTD_SOCK'; $(declare -f ctd); ctd $*"; }
+each_task() { xargs -P 8 -I{} bash -c "CTD_SOCK='$CTD_SOCK'; ctd $*"; }
 
 echo "== 6. $MANY idle wasm containers at once"
 t0=$(now_ms)

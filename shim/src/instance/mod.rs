@@ -80,6 +80,8 @@ impl InstanceFactory for ContainerFactory {
             .iter()
             .map(|m| (m.kind.clone(), m.source.clone(), m.options.clone()))
             .collect();
+        // Before the mounts: failing after them would leave them behind.
+        let oom_report = OomReport::new().map_err(|e| Error::io("creating a pipe", e))?;
         rootfs::mount_all(&mounts, &rootfs)?;
         let mounted = !mounts.is_empty();
         let image = Arc::new(self.image_layers(&req.id, &spec));
@@ -89,7 +91,6 @@ impl InstanceFactory for ContainerFactory {
             stdout: &req.stdout,
             stderr: &req.stderr,
         };
-        let oom_report = OomReport::new().map_err(|e| Error::io("creating a pipe", e))?;
         let built = self
             .loader
             .workload(&req.id, &spec, &rootfs, &image, Some(oom_report.writer()))
