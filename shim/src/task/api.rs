@@ -43,8 +43,8 @@ pub struct RootfsMount {
 /// Why a process ended, when its exit status alone does not say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitReason {
-    /// The kernel's OOM killer ended it: the container reached its memory limit (bytes, when
-    /// it has one).
+    /// It ran out of memory at the container's limit (bytes, when it has one): the kernel's OOM
+    /// killer ended it, or a wasm guest trapped when the engine refused it more.
     OomKilled {
         /// The container's memory limit.
         memory_limit: Option<u64>,
@@ -58,11 +58,11 @@ impl std::fmt::Display for ExitReason {
                 memory_limit: Some(bytes),
             } => write!(
                 f,
-                "killed by the kernel OOM killer: memory limit of {} MiB reached",
+                "out of memory: the container reached its memory limit of {} MiB",
                 bytes >> 20
             ),
             ExitReason::OomKilled { memory_limit: None } => {
-                f.write_str("killed by the kernel OOM killer: memory limit reached")
+                f.write_str("out of memory: the container reached its memory limit")
             }
         }
     }

@@ -237,7 +237,7 @@ async fn an_oom_kill_is_announced_before_the_exit() {
     };
     assert_eq!(
         reason.to_string(),
-        "killed by the kernel OOM killer: memory limit of 64 MiB reached"
+        "out of memory: the container reached its memory limit of 64 MiB"
     );
 }
 
