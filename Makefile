@@ -8,16 +8,20 @@ RELEASE   := target/release
 SHIM      := $(RELEASE)/containerd-shim-wasmpod-v1
 CLI       := $(RELEASE)/wasmpod
 TRIXIE    := $(CURDIR)/.work/trixie
+FORKY     := $(CURDIR)/.work/forky
 PREFIX    ?= /usr/local
 TEST_THREADS ?= 2
 
-.PHONY: deps trixie build test-images test unit-test integration-test lint fmt bench demo install uninstall clean
+.PHONY: deps trixie forky build test-images test unit-test integration-test lint fmt bench demo install uninstall clean
 
 deps: ## install missing apt packages and rust targets
 	@scripts/install-deps.sh
 
 trixie: ## fetch containerd 1.7 + dockerd 26 (Debian trixie, extracted) into .work/trixie
-	@scripts/fetch-trixie.sh $(TRIXIE)
+	@scripts/fetch-debian.sh trixie $(TRIXIE)
+
+forky: ## fetch containerd 2.1 + dockerd 28 (Debian forky, extracted) into .work/forky
+	@scripts/fetch-debian.sh forky $(FORKY)
 
 build: deps ## build the shim and the wasmpod CLI (release)
 	$(CARGO) build --release --workspace --bins

@@ -20,7 +20,7 @@
 //!   `registry`, `pause`, `network`, `teardown`: the pieces named above.
 //!
 //! Environment: `WASMPOD_CRI_CONTAINERD` (default `.work/trixie/x/usr/bin/containerd`,
-//! fetched by `scripts/fetch-trixie.sh`), `WASMPOD_IT_LOG_LEVEL` (containerd's log level),
+//! fetched by `scripts/fetch-debian.sh`), `WASMPOD_IT_LOG_LEVEL` (containerd's log level),
 //! `WASMPOD_CRI_LOG_DIR` (keep a copy of each containerd log there).
 
 use std::collections::HashMap;
@@ -97,7 +97,7 @@ impl Cri {
         let binary = containerd17_path();
         if !paths::is_executable(&binary) {
             bail!(
-                "containerd 1.7 is missing at {} (run scripts/fetch-trixie.sh {} or set \
+                "containerd 1.7 is missing at {} (run scripts/fetch-debian.sh trixie {} or set \
                  WASMPOD_CRI_CONTAINERD)",
                 binary.display(),
                 paths::workspace_root().join(".work/trixie").display()

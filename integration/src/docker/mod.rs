@@ -12,7 +12,7 @@
 //! cgroups); `ops` are the docker CLI operations the tests use (load, run, inspect, ...).
 //!
 //! Environment: `WASMPOD_DOCKERD` (default `.work/trixie/x/usr/sbin/dockerd`, from
-//! `scripts/fetch-trixie.sh`), `WASMPOD_DOCKER_CONTAINERD_DIR` (dir holding the containerd
+//! `scripts/fetch-debian.sh`), `WASMPOD_DOCKER_CONTAINERD_DIR` (dir holding the containerd
 //! that dockerd starts; default `../../usr/bin` from dockerd), `WASMPOD_DOCKER` (the CLI,
 //! default `/usr/local/bin/docker`), `WASMPOD_IT_LOG_LEVEL`.
 //!
@@ -87,7 +87,7 @@ pub fn containerd_dir() -> PathBuf {
 /// The docker CLI: `WASMPOD_DOCKER`, default `/usr/local/bin/docker`.
 pub fn docker_cli_path() -> PathBuf {
     env_path("WASMPOD_DOCKER").unwrap_or_else(|| {
-        // The machine's own client when it has one, else trixie's (scripts/fetch-trixie.sh).
+        // The machine's own client when it has one, else trixie's (scripts/fetch-debian.sh).
         let local = PathBuf::from("/usr/local/bin/docker");
         if local.exists() {
             local
@@ -145,7 +145,7 @@ impl Docker {
         if !paths::is_executable(&dockerd) {
             bail!(
                 "dockerd is missing: {} (fetch Docker Engine 26 and containerd 1.7 with \
-                 `scripts/fetch-trixie.sh .work/trixie`, or set WASMPOD_DOCKERD)",
+                 `scripts/fetch-debian.sh trixie .work/trixie`, or set WASMPOD_DOCKERD)",
                 dockerd.display()
             );
         }
