@@ -75,11 +75,12 @@ impl Error {
             Error::Engine(_) => Code::INTERNAL,
             Error::Isolation(IsolationError::EntrypointNotFound { .. }) => Code::NOT_FOUND,
             Error::Isolation(IsolationError::NotRunnable { .. }) => Code::INVALID_ARGUMENT,
+            Error::Isolation(IsolationError::ProcessGone { .. }) => Code::NOT_FOUND,
             Error::Isolation(_) => Code::INTERNAL,
             Error::Image(ImageError::NoLayerFor { .. }) => Code::NOT_FOUND,
             Error::Image(ImageError::BadDocument { .. }) => Code::INVALID_ARGUMENT,
             Error::Image(_) => Code::INTERNAL,
-            Error::Task(TaskError::NotFound(_)) => Code::NOT_FOUND,
+            Error::Task(TaskError::NotFound(_) | TaskError::Finished(_)) => Code::NOT_FOUND,
             Error::Task(TaskError::AlreadyExists(_)) => Code::ALREADY_EXISTS,
             Error::Task(TaskError::InvalidTransition { .. }) => Code::FAILED_PRECONDITION,
             Error::Unimplemented(_) => Code::UNIMPLEMENTED,
@@ -143,6 +144,15 @@ mod tests {
         assert_eq!(
             Error::Task(TaskError::AlreadyExists("c".into())).code(),
             Code::ALREADY_EXISTS
+        );
+        // containerd accepts only NotFound for a signal to a process that already ended.
+        assert_eq!(
+            Error::Task(TaskError::Finished("c".into())).code(),
+            Code::NOT_FOUND
+        );
+        assert_eq!(
+            Error::Isolation(IsolationError::ProcessGone { pid: 7, signal: 9 }).code(),
+            Code::NOT_FOUND
         );
         assert_eq!(
             Error::Unimplemented("checkpoint").code(),

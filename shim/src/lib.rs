@@ -12,9 +12,11 @@
 //! - [`stdio`]: containerd's fifos; nothing else touches them.
 //! - [`image`]: the container's image through containerd's API: wasm layers kept as content.
 //! - [`error`]: the crate error and its single mapping to ttrpc codes.
+//! - [`fork_gate`]: the lock that keeps forks out of sections whose locks children need.
 
 pub mod engine;
 pub mod error;
+pub mod fork_gate;
 pub mod image;
 pub mod instance;
 pub mod isolation;

@@ -181,6 +181,10 @@ impl WasmEngine {
         };
         // Checked on the header before anything else; this also guarantees that the bytes
         // handed to the cache are never a precompiled artifact (those are ELF files).
+        // wasmtime registers and unregisters code process-wide when a program is mapped or
+        // dropped; a fork must not catch it halfway (see `fork_gate`). Declared first, the
+        // guard is dropped last, after whatever an error path drops; compiling runs outside.
+        let _gate;
         if wasmparser::Parser::is_core_wasm(bytes) {
             let cached = self.cache.load_or_compile(
                 bytes,
@@ -194,8 +198,12 @@ impl WasmEngine {
                 // engine of the same compatibility hash (it is part of the file name); files
                 // are replaced by rename, never modified in place while mapped. wasmtime
                 // additionally checks the artifact's header and engine compatibility.
-                |file| unsafe { fds::deserialize_module(&self.engine, file) },
+                |file| {
+                    let _gate = crate::fork_gate::shared();
+                    unsafe { fds::deserialize_module(&self.engine, file) }
+                },
             )?;
+            _gate = crate::fork_gate::shared();
             let (module, retained) = cached.value;
             check_module_imports(path, &module)?;
             let pre = self
@@ -221,6 +229,7 @@ impl WasmEngine {
                 // SAFETY (both branches): as for modules above, with
                 // `Engine::precompile_component`.
                 |file| {
+                    let _gate = crate::fork_gate::shared();
                     if self.share_initial_memory {
                         unsafe { fds::deserialize_component(&self.engine, file) }
                     } else {
@@ -230,6 +239,7 @@ impl WasmEngine {
                     }
                 },
             )?;
+            _gate = crate::fork_gate::shared();
             let (component, retained) = cached.value;
             check_component_imports(path, &component)?;
             let pre = self

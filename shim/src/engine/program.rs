@@ -4,6 +4,7 @@
 //! All of this happens in the long-lived shim process before the fork. None of it starts a
 //! WASI or tokio runtime: linking only records host function pointers.
 
+use std::mem::ManuallyDrop;
 use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 
@@ -34,7 +35,18 @@ pub struct Program {
     from_cache: bool,
     exports: Vec<String>,
     retained: Vec<RetainedFd>,
-    pub(crate) linked: Linked,
+    /// Dropped under the fork gate (see the `Drop` impl).
+    pub(crate) linked: ManuallyDrop<Linked>,
+}
+
+impl Drop for Program {
+    fn drop(&mut self) {
+        // The last reference to its code unregisters it from wasmtime's process-wide registry,
+        // which a fork must not catch halfway (see `crate::fork_gate`).
+        let _gate = crate::fork_gate::shared();
+        // SAFETY: `linked` is never used again: this is the program's drop.
+        unsafe { ManuallyDrop::drop(&mut self.linked) };
+    }
 }
 
 /// The kind-specific part of a [`Program`].
@@ -87,7 +99,7 @@ impl Program {
             from_cache,
             exports,
             retained,
-            linked,
+            linked: ManuallyDrop::new(linked),
         }
     }
 
@@ -98,7 +110,7 @@ impl Program {
 
     /// Core module or component.
     pub fn kind(&self) -> ProgramKind {
-        match self.linked {
+        match *self.linked {
             Linked::Module(_) => ProgramKind::Module,
             Linked::Component(_) => ProgramKind::Component,
         }
@@ -149,7 +161,7 @@ impl Program {
     /// [`EngineError::ExportNotFound`], [`EngineError::ExportSignature`], or
     /// [`EngineError::NotACommand`] for a component without `wasi:cli/run`.
     pub fn check_entry(&self, export: Option<&str>) -> Result<(), EngineError> {
-        match (&self.linked, export) {
+        match (&*self.linked, export) {
             (Linked::Module(pre), _) => {
                 self.module_entry_type(pre.module(), export.unwrap_or(START))?;
                 Ok(())

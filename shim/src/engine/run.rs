@@ -30,7 +30,7 @@ pub(crate) fn run(
     program.check_entry(export)?;
     program.check_retained_fds()?;
     // The store uses the program's own engine, so a program can never meet a foreign engine.
-    match &program.linked {
+    match &*program.linked {
         Linked::Module(pre) => {
             let mut store = Store::new(pre.module().engine(), P1State::new(plan, io)?);
             store.limiter(|state| &mut state.limiter);

@@ -200,6 +200,9 @@ impl Instance for Container {
     fn output_drained(&self) -> Option<OutputDrained> {
         io::drained(self.terminal.as_ref())
     }
+    fn init_exited(&self) {
+        self.linux.init_exited();
+    }
     fn exit_reason(&self, code: u32) -> Option<ExitReason> {
         // 137 is SIGKILL's status: the cgroup's OOM kill count tells the OOM killer's apart
         // from `docker kill`'s; a wasm guest that ran out of memory reported it.

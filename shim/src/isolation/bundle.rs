@@ -7,6 +7,9 @@
 //! - `process.oomScoreAdj` taken out: libcontainer writes it to the *calling* process before the
 //!   fork, which would change the shim's own score for good (or fail without CAP_SYS_RESOURCE);
 //!   the shim applies it to the container's pid instead;
+//! - `linux.rootfsPropagation` `rshared`/`rslave`/`rprivate`/`runbindable` (what the CRI sends
+//!   for Bidirectional and HostToContainer mounts) written as libcontainer's names: it applies
+//!   the root's propagation recursively anyway and rejects the `r` forms;
 //! - `process.terminal` set to whether the shim asked for a terminal (containerd's `terminal`
 //!   flag, see [`super::ProcessIo::Console`]): libcontainer demands a console socket exactly
 //!   when it is true.
@@ -88,6 +91,9 @@ pub fn prepare(
     }
 
     let mut linux = spec.linux().clone().unwrap_or_default();
+    if let Some(propagation) = linux.rootfs_propagation().clone() {
+        linux.set_rootfs_propagation(Some(recursive_propagation_name(&propagation).to_string()));
+    }
     let cgroup_path = cgroupfs_path(linux.cgroups_path().as_ref().and_then(|p| p.to_str()), id);
     linux.set_cgroups_path(Some(cgroup_path.clone()));
     spec.set_linux(Some(linux));
@@ -101,6 +107,19 @@ pub fn prepare(
         cgroup_path,
         oom_score_adj,
     })
+}
+
+/// libcontainer's name for a root propagation: it always sets the root's propagation with
+/// `MS_REC`, so runc's recursive forms mean the plain ones; anything else is left for
+/// libcontainer to accept or refuse.
+fn recursive_propagation_name(propagation: &str) -> &str {
+    match propagation {
+        "rshared" => "shared",
+        "rslave" => "slave",
+        "rprivate" => "private",
+        "runbindable" => "unbindable",
+        other => other,
+    }
 }
 
 /// Removes the private directory (best effort).
@@ -155,6 +174,27 @@ mod tests {
 
         remove(bundle.path());
         assert!(!bundle.path().join(PRIVATE_DIR).exists());
+    }
+
+    #[test]
+    fn recursive_root_propagation_is_written_as_libcontainer_names_it() {
+        let bundle = tempfile::tempdir().unwrap();
+        for (asked, written) in [
+            ("rshared", "shared"),
+            ("rslave", "slave"),
+            ("rprivate", "private"),
+            ("shared", "shared"),
+        ] {
+            let linux = LinuxBuilder::default()
+                .rootfs_propagation(asked)
+                .build()
+                .unwrap();
+            let spec = SpecBuilder::default().linux(linux).build().unwrap();
+            let prepared = prepare(bundle.path(), "p", spec, false).unwrap();
+            let copy = Spec::load(prepared.dir.join("config.json")).unwrap();
+            let linux = copy.linux().as_ref().unwrap();
+            assert_eq!(linux.rootfs_propagation().as_deref(), Some(written));
+        }
     }
 
     #[test]

@@ -11,8 +11,9 @@ use libcontainer::syscall::syscall::SyscallType;
 use log::{debug, warn};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use oci_spec::runtime::{LinuxResources, Process, Spec};
+use oci_spec::runtime::{LinuxNamespaceType, LinuxResources, Process, Spec};
 
+use super::builder::{in_builder_process, BuildResult};
 use super::bundle::{self, PreparedBundle};
 use super::cgroup::{Cgroup, CgroupStats};
 use super::executor::WorkloadExecutor;
@@ -41,6 +42,8 @@ pub struct LinuxContainer {
     state_root: PathBuf,
     pid: i32,
     cgroup: Cgroup,
+    /// The container has a PID namespace of its own (see [`Self::init_exited`]).
+    owns_pid_namespace: bool,
     inner: Mutex<Container>,
 }
 
@@ -58,28 +61,22 @@ impl LinuxContainer {
             io,
             log_fd,
         } = config;
+        let owns_pid_namespace = owns_pid_namespace(&spec);
         let prepared = bundle::prepare(&bundle, &id, spec, io.is_terminal())?;
         let executor = WorkloadExecutor::new(workload, log_fd);
         let build_id = id.clone();
         let build_prepared = prepared.clone();
-        // The fork must come from a thread that is not part of the shim's tokio runtime.
-        let built = std::thread::Builder::new()
-            .name("wasmpod-fork".into())
-            .spawn(move || build(&build_id, &build_prepared, executor, io))
-            .map_err(|e| IsolationError::Container {
+        let built = off_runtime(&id, "create", move || {
+            in_builder_process(|| build(&build_id, &build_prepared, executor, io))
+        })
+        // libcontainer saved the container's state in the builder: the shim's copy is read back.
+        .and_then(|_| {
+            Container::load(prepared.state_root.join(&id)).map_err(|e| IsolationError::Container {
                 id: id.clone(),
                 action: "create",
-                reason: e.to_string(),
-            })?
-            .join()
-            .map_err(|_| IsolationError::Container {
-                id: id.clone(),
-                action: "create",
-                reason: "the container builder thread panicked".into(),
-            })?;
-        // Building a container makes the caller non-dumpable; the shim must stay inspectable.
-        // SAFETY: prctl with plain integer arguments.
-        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
+                reason: chain(&e),
+            })
+        });
         let container = match built {
             Ok(c) => c,
             Err(e) => {
@@ -111,6 +108,7 @@ impl LinuxContainer {
             id,
             bundle,
             pid: pid.as_raw(),
+            owns_pid_namespace,
             inner: Mutex::new(container),
         })
     }
@@ -159,14 +157,34 @@ impl LinuxContainer {
             }
         }
         match kill(Pid::from_raw(self.pid), sig) {
-            Ok(()) => Ok(()),
-            // Already gone (all processes were just signalled, or it exited): nothing to do.
+            // Already gone after every process was just signalled: nothing left to do.
             Err(nix::errno::Errno::ESRCH) if all => Ok(()),
-            Err(e) => Err(IsolationError::Signal {
-                signal,
-                pid: self.pid,
-                reason: e.to_string(),
-            }),
+            result => signal_result(result, self.pid, signal),
+        }
+    }
+
+    /// Called once init has exited. In a PID namespace of its own the kernel has already killed
+    /// every other process of the container; in a shared one (the pod's or the host's) they
+    /// live on, e.g. the workers of a web server, holding the container's stdout and stderr
+    /// open. Kill them all, as runc's shim does when init exits (`ShouldKillAllOnExit`), two
+    /// passes to catch a fork that raced the first.
+    pub fn init_exited(&self) {
+        if self.owns_pid_namespace {
+            return;
+        }
+        for _ in 0..2 {
+            let pids = self.cgroup.pids().unwrap_or_default();
+            if pids.is_empty() {
+                break;
+            }
+            debug!(
+                "{}: init exited, killing {} processes left in its cgroup",
+                self.id,
+                pids.len()
+            );
+            for pid in pids {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
         }
     }
 
@@ -243,20 +261,11 @@ impl LinuxContainer {
         let state_root = self.state_root.clone();
         let executor = WorkloadExecutor::new(workload, log_fd);
         let process_file = file.clone();
-        let built = std::thread::Builder::new()
-            .name("wasmpod-exec".into())
-            .spawn(move || build_exec(&id, &state_root, executor, io, process_file))
-            .map_err(|e| err(&e))?
-            .join()
-            .map_err(|_| IsolationError::Container {
-                id: self.id.clone(),
-                action: "exec",
-                reason: "the exec builder thread panicked".into(),
-            });
-        // SAFETY: prctl with plain integer arguments (see `create`).
-        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
+        let built = off_runtime(&self.id, "exec", move || {
+            in_builder_process(|| build_exec(&id, &state_root, executor, io, process_file))
+        });
         let _ = std::fs::remove_file(&file);
-        built?
+        built
     }
 
     /// Kills what is left, removes the cgroup and libcontainer's state.
@@ -273,57 +282,88 @@ impl LinuxContainer {
     }
 }
 
+/// Runs `make` on a thread of its own: a builder process forked from a tokio thread would
+/// keep that runtime's thread-locals, whose workers do not exist in it.
+fn off_runtime(
+    id: &str,
+    action: &'static str,
+    make: impl FnOnce() -> BuildResult + Send + 'static,
+) -> Result<i32, IsolationError> {
+    let err = |reason: String| IsolationError::Container {
+        id: id.to_string(),
+        action,
+        reason,
+    };
+    std::thread::Builder::new()
+        .name(format!("wasmpod-{action}"))
+        .spawn(make)
+        .map_err(|e| err(e.to_string()))?
+        .join()
+        .map_err(|_| err("the builder thread panicked".into()))?
+        .map_err(err)
+}
+
+/// In the builder process: the container's init, waiting for Start. Returns its pid.
 fn build(
     id: &str,
     prepared: &PreparedBundle,
     executor: WorkloadExecutor,
     io: ProcessIo,
-) -> Result<Container, IsolationError> {
-    let err = |e: &dyn std::error::Error| IsolationError::Container {
-        id: id.to_string(),
-        action: "create",
-        reason: chain(e),
-    };
+) -> BuildResult {
     let builder = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
         .with_root_path(&prepared.state_root)
-        .map_err(|e| err(&e))?
+        .map_err(|e| chain(&e))?
         .with_executor(executor);
-    io.apply(builder)
-        .map_err(|e| err(&e))?
+    let container = io
+        .apply(builder)
+        .map_err(|e| chain(&e))?
         .validate_id()
-        .map_err(|e| err(&e))?
+        .map_err(|e| chain(&e))?
         .as_init(&prepared.dir)
         .with_systemd(false)
         .with_detach(true)
         .build()
-        .map_err(|e| err(&e))
+        .map_err(|e| chain(&e))?;
+    container
+        .pid()
+        .map(Pid::as_raw)
+        .ok_or_else(|| "libcontainer reported no init pid".to_string())
 }
 
+/// In the builder process: an exec, joined to the container and started. Returns its pid.
 fn build_exec(
     id: &str,
     state_root: &Path,
     executor: WorkloadExecutor,
     io: ProcessIo,
     process_file: PathBuf,
-) -> Result<i32, IsolationError> {
-    let err = |e: &dyn std::error::Error| IsolationError::Container {
-        id: id.to_string(),
-        action: "exec",
-        reason: chain(e),
-    };
+) -> BuildResult {
     let builder = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
         .with_root_path(state_root)
-        .map_err(|e| err(&e))?
+        .map_err(|e| chain(&e))?
         .with_executor(executor);
     let pid = io
         .apply(builder)
-        .map_err(|e| err(&e))?
+        .map_err(|e| chain(&e))?
         .as_tenant()
         .with_detach(true)
         .with_process(Some(process_file))
         .build()
-        .map_err(|e| err(&e))?;
+        .map_err(|e| chain(&e))?;
     Ok(pid.as_raw())
+}
+
+/// True when the spec asks for a new PID namespace (a `pid` entry without a path); false when
+/// it joins one (the pod's) or has none (the host's).
+fn owns_pid_namespace(spec: &Spec) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|namespaces| {
+            namespaces
+                .iter()
+                .any(|ns| ns.typ() == LinuxNamespaceType::Pid && ns.path().is_none())
+        })
 }
 
 fn parse_signal(signal: u32, pid: i32) -> Result<Signal, IsolationError> {
@@ -339,11 +379,24 @@ fn parse_signal(signal: u32, pid: i32) -> Result<Signal, IsolationError> {
 /// # Errors
 /// Unknown signal or delivery failed.
 pub fn signal(pid: i32, signal: u32) -> Result<(), IsolationError> {
-    kill(Pid::from_raw(pid), parse_signal(signal, pid)?).map_err(|e| IsolationError::Signal {
-        signal,
+    signal_result(
+        kill(Pid::from_raw(pid), parse_signal(signal, pid)?),
         pid,
-        reason: e.to_string(),
-    })
+        signal,
+    )
+}
+
+/// ESRCH is its own error: containerd treats a signal to a finished process as NotFound.
+fn signal_result(result: nix::Result<()>, pid: i32, signal: u32) -> Result<(), IsolationError> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(nix::errno::Errno::ESRCH) => Err(IsolationError::ProcessGone { signal, pid }),
+        Err(e) => Err(IsolationError::Signal {
+            signal,
+            pid,
+            reason: e.to_string(),
+        }),
+    }
 }
 
 /// An exec id as a file name: anything but `[A-Za-z0-9_.-]` becomes `_`.
@@ -398,4 +451,37 @@ pub fn remove_leftovers(bundle: &Path, id: &str) {
     }
     super::rootfs::unmount(&bundle.join("rootfs"));
     bundle::remove(bundle);
+}
+
+#[cfg(test)]
+mod tests {
+    use oci_spec::runtime::{LinuxBuilder, LinuxNamespaceBuilder, SpecBuilder};
+
+    use super::*;
+
+    fn with_pid_namespace(path: Option<&str>) -> Spec {
+        let mut ns = LinuxNamespaceBuilder::default().typ(LinuxNamespaceType::Pid);
+        if let Some(path) = path {
+            ns = ns.path(PathBuf::from(path));
+        }
+        let linux = LinuxBuilder::default()
+            .namespaces(vec![ns.build().unwrap()])
+            .build()
+            .unwrap();
+        SpecBuilder::default().linux(linux).build().unwrap()
+    }
+
+    #[test]
+    fn only_a_new_pid_namespace_is_the_containers_own() {
+        assert!(owns_pid_namespace(&with_pid_namespace(None)));
+        // A pod's containers join the sandbox's namespace; hostPID has no entry at all.
+        assert!(!owns_pid_namespace(&with_pid_namespace(Some(
+            "/proc/42/ns/pid"
+        ))));
+        let host = SpecBuilder::default()
+            .linux(LinuxBuilder::default().namespaces(vec![]).build().unwrap())
+            .build()
+            .unwrap();
+        assert!(!owns_pid_namespace(&host));
+    }
 }

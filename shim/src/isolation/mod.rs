@@ -3,11 +3,12 @@
 //! no_new_privileges, seccomp, rlimits, user/group), and its workload runs inside it.
 //!
 //! This module knows Linux and nothing of wasm: the workload is anything implementing
-//! [`Workload`]. It owns the fork (done from a thread with no tokio context, because a child
-//! forked from a runtime thread inherits a runtime whose workers do not exist), the file
+//! [`Workload`]. It owns the fork (in a builder process forked with glibc's `fork()` from a
+//! thread with no tokio context, see `builder`, so no child can inherit a held lock), the file
 //! descriptors the child keeps, the signals PID 1 must honour, the name `ps` shows for an
 //! in-process workload, and the cgroup operations.
 
+mod builder;
 mod bundle;
 mod cgroup;
 mod cgroup_path;
@@ -83,6 +84,14 @@ pub enum IsolationError {
         action: &'static str,
         /// What failed.
         reason: String,
+    },
+    /// The process a signal was meant for no longer exists (it exited and was reaped).
+    #[error("signal {signal} to pid {pid}: process already finished")]
+    ProcessGone {
+        /// Signal number.
+        signal: u32,
+        /// Target pid.
+        pid: i32,
     },
     /// A signal could not be delivered.
     #[error("signal {signal} to pid {pid}: {reason}")]

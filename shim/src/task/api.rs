@@ -122,6 +122,10 @@ pub trait Instance: Send + Sync + 'static {
     fn resize_pty(&self, width: u32, height: u32) -> Result<()>;
     /// What the exit of the init process must wait for; `None` when the shim copies nothing.
     fn output_drained(&self) -> Option<OutputDrained>;
+    /// The init process ended: ends what the kernel leaves running (the container's other
+    /// processes, when its PID namespace is shared with the pod or the host), before the exit is
+    /// reported. Best effort, never fails.
+    fn init_exited(&self);
     /// Why the init process ended with `code`, when the container knows more than the status.
     fn exit_reason(&self, code: u32) -> Option<ExitReason>;
     /// Releases everything the container holds: processes, cgroup, mounts, state.

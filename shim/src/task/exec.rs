@@ -58,12 +58,14 @@ impl<F: InstanceFactory, E: EventSink> Tasks<F, E> {
         let e = entry.clone();
         let since = Instant::now();
         let pid = blocking(move || e.process.start()).await?;
-        entry.slot.set_pid(pid);
-        let _ = entry.slot.lifecycle().start();
         // A short exec may have ended (and been reaped) before its pid was known here.
-        let early_exit = self.take_unclaimed_exit(pid, since);
+        let early_exit = self.claim_pid(pid, since, || {
+            entry.slot.set_pid(pid);
+            let _ = entry.slot.lifecycle().start();
+        });
         if let Some(exit) = early_exit {
-            self.exec_exited(pid, exit).await;
+            self.record_exec_exit(id, exec_id.to_string(), &entry, exit)
+                .await;
         }
         info!("{id}: exec {exec_id} started, pid {pid}");
         self.events
@@ -82,7 +84,10 @@ impl<F: InstanceFactory, E: EventSink> Tasks<F, E> {
     /// Unknown ids, not running, or delivery failed.
     pub async fn kill_exec(&self, id: &str, exec_id: &str, signal: u32) -> Result<()> {
         let entry = self.get(id)?.exec(exec_id)?;
-        entry.slot.lifecycle().check_killable()?;
+        entry
+            .slot
+            .lifecycle()
+            .check_killable(&format!("{id} exec {exec_id}"))?;
         let pid = entry.slot.pid();
         blocking(move || entry.process.kill(pid, signal)).await
     }
@@ -152,35 +157,27 @@ impl<F: InstanceFactory, E: EventSink> Tasks<F, E> {
         Ok((entry.slot.pid(), exit))
     }
 
-    /// Records the exit of `pid` if it is an exec; false when it is not one.
-    pub(super) async fn exec_exited(&self, pid: u32, exit: Exit) -> bool {
-        let tasks: Vec<_> = lock(&self.tasks).values().cloned().collect();
-        for task in tasks {
-            let found = lock(&task.execs)
-                .iter()
-                .find(|(_, e)| e.slot.pid() == pid)
-                .map(|(exec_id, e)| (exec_id.clone(), e.clone()));
-            if let Some((exec_id, entry)) = found {
-                let label = format!("{} exec {exec_id}", task.id);
-                drain(&label, entry.process.output_drained()).await;
-                if entry.slot.record_exit(exit) {
-                    info!(
-                        "{}: exec {exec_id} exited with status {}",
-                        task.id, exit.code
-                    );
-                    self.events
-                        .publish(Event::Exited {
-                            id: task.id.clone(),
-                            exec_id,
-                            pid,
-                            code: exit.code,
-                            at: exit.at,
-                        })
-                        .await;
-                }
-                return true;
-            }
+    /// Records the exit of an exec and reports it, once.
+    pub(super) async fn record_exec_exit(
+        &self,
+        id: &str,
+        exec_id: String,
+        entry: &ExecEntry<<F::Instance as Instance>::Exec>,
+        exit: Exit,
+    ) {
+        let label = format!("{id} exec {exec_id}");
+        drain(&label, entry.process.output_drained()).await;
+        if entry.slot.record_exit(exit) {
+            info!("{id}: exec {exec_id} exited with status {}", exit.code);
+            self.events
+                .publish(Event::Exited {
+                    id: id.to_string(),
+                    exec_id,
+                    pid: entry.slot.pid(),
+                    code: exit.code,
+                    at: exit.at,
+                })
+                .await;
         }
-        false
     }
 }

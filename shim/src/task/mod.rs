@@ -31,6 +31,11 @@ pub enum TaskError {
     /// Create was called twice for one id.
     #[error("task {0} already exists")]
     AlreadyExists(String),
+    /// The process already ended: a signal has nothing to reach. containerd tolerates exactly
+    /// NotFound here (runc's shim answers "process already finished"), e.g. when the CRI stops
+    /// a container whose process just exited.
+    #[error("{0}: process already finished")]
+    Finished(String),
     /// The state machine refused the move.
     #[error("cannot {action} a task that is {status}")]
     InvalidTransition {

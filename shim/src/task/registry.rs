@@ -18,8 +18,11 @@ use crate::error::{Error, Result};
 
 /// How long Delete of a never-started task waits for the killed process to be reaped.
 const REAP_GRACE: Duration = Duration::from_secs(5);
-/// Exits of pids nobody claimed yet are kept this many at most (a failed create's child).
-const MAX_UNCLAIMED_EXITS: usize = 64;
+/// Exits of pids nobody claimed yet (every create and exec leaves its builder process's) are
+/// kept this long: far longer than making a process takes.
+const UNCLAIMED_TTL: Duration = Duration::from_secs(60);
+/// ... and this many at most.
+const MAX_UNCLAIMED_EXITS: usize = 4096;
 
 /// One container: its init process and its execs.
 pub(super) struct Task<I: Instance> {
@@ -28,6 +31,12 @@ pub(super) struct Task<I: Instance> {
     pub(super) instance: I,
     pub(super) init: Slot,
     pub(super) execs: Mutex<HashMap<String, Arc<ExecEntry<I::Exec>>>>,
+}
+
+/// Whose process an exit is.
+pub(super) enum Owner<I: Instance> {
+    Init(Arc<Task<I>>),
+    Exec(Arc<Task<I>>, String, Arc<ExecEntry<I::Exec>>),
 }
 
 /// One exec of a container.
@@ -143,19 +152,18 @@ impl<F: InstanceFactory, E: EventSink> Tasks<F, E> {
             instance,
             execs: Mutex::new(HashMap::new()),
         });
-        let raced = {
+        let mut raced = false;
+        let early_exit = self.claim_pid(pid, since, || {
             let mut tasks = lock(&self.tasks);
-            let raced = tasks.contains_key(&task.id);
+            raced = tasks.contains_key(&task.id);
             if !raced {
                 tasks.insert(task.id.clone(), task.clone());
             }
-            raced
-        };
+        });
         if raced {
             self.discard(task).await;
             return Err(TaskError::AlreadyExists(req.id).into());
         }
-        let early_exit = self.take_unclaimed_exit(pid, since);
         if let Some(exit) = early_exit {
             self.record_exit(&task, exit).await;
         }
@@ -216,7 +224,7 @@ impl<F: InstanceFactory, E: EventSink> Tasks<F, E> {
     /// Unknown id, already stopped, or delivery failed.
     pub async fn kill(&self, id: &str, signal: u32, all: bool) -> Result<()> {
         let task = self.get(id)?;
-        task.lifecycle().check_killable()?;
+        task.lifecycle().check_killable(id)?;
         info!(
             "{id}: signal {signal}{}",
             if all { " to all processes" } else { "" }
@@ -308,7 +316,7 @@ impl<F: InstanceFactory, E: EventSink> Tasks<F, E> {
     /// Unknown id, stopped, or refused by the cgroup.
     pub async fn update(&self, id: &str, resources: LinuxResources) -> Result<()> {
         let task = self.get(id)?;
-        task.lifecycle().check_killable()?;
+        task.lifecycle().check_killable(id)?;
         blocking(move || task.instance.update(&resources)).await
     }
 
@@ -363,10 +371,20 @@ impl<F: InstanceFactory, E: EventSink> Tasks<F, E> {
         Ok((pid, exit))
     }
 
-    /// The exit of `pid` if the reaper saw it, since `since` (when the claimant began making
-    /// its process), before anyone claimed the pid. An older one was another process's.
-    pub(super) fn take_unclaimed_exit(&self, pid: u32, since: Instant) -> Option<Exit> {
-        lock(&self.unclaimed_exits)
+    /// Registers a new process's pid (`register`) and takes the exit the reaper may already
+    /// have reported for it since `since` (when the claimant began making the process; an
+    /// older one was another process's). Atomic with respect to [`Self::process_exited`], which
+    /// looks for the owner under the same lock: an exit is either found by its owner or left
+    /// here for the claim, never lost between the two.
+    pub(super) fn claim_pid(
+        &self,
+        pid: u32,
+        since: Instant,
+        register: impl FnOnce(),
+    ) -> Option<Exit> {
+        let mut unclaimed = lock(&self.unclaimed_exits);
+        register();
+        unclaimed
             .remove(&pid)
             .filter(|(seen, _)| *seen >= since)
             .map(|(_, exit)| exit)
@@ -378,24 +396,47 @@ impl<F: InstanceFactory, E: EventSink> Tasks<F, E> {
             code,
             at: SystemTime::now(),
         };
-        let task = lock(&self.tasks)
-            .values()
-            .find(|t| t.instance.pid() == pid)
-            .cloned();
-        if let Some(task) = task {
-            return self.record_exit(&task, exit).await;
+        let owner = {
+            let mut unclaimed = lock(&self.unclaimed_exits);
+            let owner = self.owner_of(pid);
+            if owner.is_none() {
+                // Not yet claimed, or never will be (a builder process, a failed create's).
+                unclaimed.retain(|_, (seen, _)| seen.elapsed() < UNCLAIMED_TTL);
+                if unclaimed.len() >= MAX_UNCLAIMED_EXITS {
+                    unclaimed.clear();
+                }
+                unclaimed.insert(pid, (Instant::now(), exit));
+            }
+            owner
+        };
+        match owner {
+            Some(Owner::Init(task)) => self.record_exit(&task, exit).await,
+            Some(Owner::Exec(task, exec_id, entry)) => {
+                self.record_exec_exit(&task.id, exec_id, &entry, exit).await;
+            }
+            None => {}
         }
-        if self.exec_exited(pid, exit).await {
-            return;
+    }
+
+    /// The init process or exec whose pid is `pid`.
+    fn owner_of(&self, pid: u32) -> Option<Owner<F::Instance>> {
+        let tasks: Vec<_> = lock(&self.tasks).values().cloned().collect();
+        if let Some(task) = tasks.iter().find(|t| t.instance.pid() == pid) {
+            return Some(Owner::Init(task.clone()));
         }
-        let mut unclaimed = lock(&self.unclaimed_exits);
-        if unclaimed.len() >= MAX_UNCLAIMED_EXITS {
-            unclaimed.clear();
-        }
-        unclaimed.insert(pid, (Instant::now(), exit));
+        tasks.into_iter().find_map(|task| {
+            let found = lock(&task.execs)
+                .iter()
+                .find(|(_, e)| e.slot.pid() == pid)
+                .map(|(exec_id, e)| (exec_id.clone(), e.clone()));
+            found.map(|(exec_id, entry)| Owner::Exec(task, exec_id, entry))
+        })
     }
 
     async fn record_exit(&self, task: &Task<F::Instance>, exit: Exit) {
+        // First: orphans left in a shared PID namespace hold the container's stdio open, and
+        // containerd waits for the output to close before it deletes the task.
+        task.instance.init_exited();
         drain(&task.id, task.instance.output_drained()).await;
         if !task.init.record_exit(exit) {
             return;

@@ -100,6 +100,9 @@ impl Instance for Fake {
     fn output_drained(&self) -> Option<OutputDrained> {
         self.drained.lock().unwrap().take()
     }
+    fn init_exited(&self) {
+        self.record("init_exited");
+    }
     fn exit_reason(&self, code: u32) -> Option<ExitReason> {
         (code == 137 && self.oom_killed).then_some(ExitReason::OomKilled {
             memory_limit: Some(64 << 20),
@@ -504,4 +507,52 @@ async fn resize_and_close_io_reach_the_process_and_unknown_ids_are_refused() {
     assert!(tasks.resize_pty("nope", 1, 1).is_err());
     assert!(tasks.resize_exec_pty("r", "nope", 1, 1).is_err());
     assert!(tasks.close_exec_stdin("r", "nope").is_err());
+}
+
+/// When init exits, what it left running is ended before the exit waits for the output:
+/// those processes hold the output open (a pod whose native container forked workers would
+/// otherwise never stop).
+#[tokio::test]
+async fn leftovers_are_ended_before_the_exit_waits_for_the_output() {
+    let (tasks, _events) = tasks();
+    let tasks = Arc::new(tasks);
+    let pid = tasks.create(request("p")).await.unwrap();
+    tasks.start("p").await.unwrap();
+    let task = tasks.get("p").unwrap();
+    let seen_at_drain = Arc::new(Mutex::new(Vec::new()));
+    *task.instance.drained.lock().unwrap() = Some(Box::pin({
+        let task = task.clone();
+        let seen = seen_at_drain.clone();
+        async move { *seen.lock().unwrap() = task.instance.calls.lock().unwrap().clone() }
+    }));
+    tasks.process_exited(pid, 0).await;
+    assert_eq!(*seen_at_drain.lock().unwrap(), ["start", "init_exited"]);
+}
+
+/// A signal to a task or exec that already ended is NotFound for containerd ("process already
+/// finished", as runc's shim answers); FailedPrecondition made the CRI's StopContainer fail.
+#[tokio::test]
+async fn a_kill_after_the_exit_is_not_found() {
+    let (tasks, _events) = tasks();
+    let pid = tasks.create(request("k")).await.unwrap();
+    tasks.start("k").await.unwrap();
+    tasks.exec("k", exec_request("e")).await.unwrap();
+    let exec_pid = tasks.start_exec("k", "e").await.unwrap();
+    tasks.process_exited(exec_pid, 0).await;
+    let err = tasks.kill_exec("k", "e", 9).await.unwrap_err();
+    assert_eq!(
+        err.code(),
+        containerd_shim::protos::ttrpc::Code::NOT_FOUND,
+        "{err}"
+    );
+    assert_eq!(err.to_string(), "k exec e: process already finished");
+
+    tasks.process_exited(pid, 0).await;
+    let err = tasks.kill("k", 15, false).await.unwrap_err();
+    assert_eq!(
+        err.code(),
+        containerd_shim::protos::ttrpc::Code::NOT_FOUND,
+        "{err}"
+    );
+    assert_eq!(err.to_string(), "k: process already finished");
 }

@@ -96,9 +96,13 @@ impl Lifecycle {
     /// Checks that signals can still be delivered (the process exists).
     ///
     /// # Errors
-    /// [`TaskError::InvalidTransition`] once stopped: containerd maps it to "not found" for kill.
-    pub fn check_killable(&self) -> Result<(), TaskError> {
-        self.check("kill", &[Status::Created, Status::Running, Status::Paused])
+    /// [`TaskError::Finished`] once stopped, which the service answers with NotFound as
+    /// runc's shim does; `who` names the process in the message.
+    pub fn check_killable(&self, who: &str) -> Result<(), TaskError> {
+        match self.status {
+            Status::Stopped => Err(TaskError::Finished(who.to_string())),
+            _ => Ok(()),
+        }
     }
 
     /// Checks that the task may be deleted: never started, or stopped.
@@ -182,7 +186,7 @@ mod tests {
     fn a_created_task_can_be_deleted_and_killed() {
         let t = Lifecycle::default();
         t.check_deletable().unwrap();
-        t.check_killable().unwrap();
+        t.check_killable("t").unwrap();
     }
 
     #[test]
@@ -201,7 +205,9 @@ mod tests {
         t.exited(exit(143));
         t.exited(exit(137));
         assert_eq!(t.exit().map(|e| e.code), Some(143));
-        assert!(t.check_killable().is_err());
+        let err = t.check_killable("c1").unwrap_err();
+        assert!(matches!(err, TaskError::Finished(_)), "{err:?}");
+        assert_eq!(err.to_string(), "c1: process already finished");
         assert!(t.start().is_err());
     }
 
