@@ -211,8 +211,15 @@ pub fn container_main_process(container_args: &ContainerArgs) -> Result<Pid> {
             &mut init_sender,
         )?;
 
+        // wasmpod patch: only a notify profile needs the listener handshake, and with it the
+        // container state, which an exec (tenant) build does not carry; any other profile
+        // made every exec of a seccomp-confined container fail here.
         #[cfg(feature = "libseccomp")]
-        if let Some(seccomp) = linux.seccomp() {
+        if let Some(seccomp) = linux
+            .seccomp()
+            .as_ref()
+            .filter(|s| crate::seccomp::is_notify(s))
+        {
             let container = container_args
                 .container
                 .as_ref()
