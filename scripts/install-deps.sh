@@ -9,6 +9,7 @@ packages=(
   libseccomp-dev pkg-config protobuf-compiler
   wabt skopeo umoci docker-registry containernetworking-plugins iproute2
   bsdutils  # script(1): gives ctr and docker a terminal in the -t tests
+  gcc libc6-dev iptables xz-utils curl python3 procps  # critest's fixtures, registry and report (make critest)
 )
 targets=(wasm32-wasip1 wasm32-wasip2)
 
