@@ -12,7 +12,7 @@ FORKY     := $(CURDIR)/.work/forky
 PREFIX    ?= /usr/local
 TEST_THREADS ?= 2
 
-.PHONY: deps trixie forky build test-images test unit-test integration-test lint fmt bench demo install uninstall clean
+.PHONY: deps trixie forky build test-images test unit-test integration-test critest lint fmt bench demo install uninstall clean
 
 deps: ## install missing apt packages and rust targets
 	@scripts/install-deps.sh
@@ -29,7 +29,7 @@ build: deps ## build the shim and the wasmpod CLI (release)
 test-images: deps ## build the wasm test programs into test-images/out
 	$(MAKE) -C test-images
 
-test: deps build test-images trixie unit-test integration-test ## everything
+test: deps build test-images trixie unit-test integration-test critest ## everything
 
 unit-test: deps
 	$(CARGO) fmt --all -- --check
@@ -42,6 +42,14 @@ integration-test: build test-images trixie
 	@echo "== integration tests: containerd 1.7 (trixie)"
 	WASMPOD_CONTAINERD=$(TRIXIE)/x/usr/bin/containerd \
 	  $(CARGO) test --release --no-fail-fast -p wasmpod-integration -- --test-threads=$(TEST_THREADS)
+
+# critest: Kubernetes' CRI validation suite (cri-tools v1.34.0, prebuilt: it cannot be built
+# here) under runc and wasmpod, side by side, on containerd 1.7 and 2.1 (scripts/critest.sh).
+# CRITEST_TOOLS is the dir holding critest.xz and crictl.xz.
+CRITEST_TOOLS ?= $(patsubst %/critest.xz,%,$(firstword $(wildcard $(CURDIR)/../shared/tools/critest.xz /work/shared/tools/critest.xz)))
+
+critest: build trixie forky ## CRI conformance (critest): wasmpod vs runc on containerd 1.7 and 2.1
+	CRITEST_TOOLS=$(CRITEST_TOOLS) scripts/critest.sh $(TRIXIE)/bin/containerd $(FORKY)/bin/containerd
 
 lint: deps ## formatting and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check
