@@ -1,4 +1,4 @@
-//! Black-box integration tests of wasmpod against a real containerd (1.6 or 1.7).
+//! Black-box integration tests of wasmpod against a real containerd (1.6, 1.7 or 2.1).
 //!
 //! # Layout
 //! - `paths`: where the shim, CLI, containerd, ctr and test programs are (env overrides).
@@ -13,10 +13,12 @@
 //! - `system`: leftover processes, mounts and cgroups on the host, and their removal;
 //!   `cgroup`: a container's resource settings read back from cgroupfs (v1 or v2).
 //! - `spec`: the whole-spec file for runs as another user on a ctr without `--user`.
-//! - `cri`: containerd 1.7 with its CRI plugin driven as kubelet would (pods, exec, logs, stats);
-//!   `docker`: a private dockerd with the containerd image store.
+//! - `cri`: containerd (1.7 or 2.x) with its CRI plugin driven as kubelet would (pods, exec,
+//!   logs, stats); `docker`: a private dockerd (26 or 28) with the containerd image store.
+//! - `versions`: the daemons' versions, from their `--version`.
 //! - `events`: `ctr events` in the background; `shim_api`: direct ttrpc calls to a shim
-//!   (`Update` and `ResizePty` with sizes of the test's choosing, which ctr cannot send).
+//!   (`Update` and `ResizePty` with sizes of the test's choosing, which ctr cannot send;
+//!   `Kill`, whose status code ctr 2.x does not print).
 //! - `terminal`: [`terminal::InTerminal`], a command on a pty of its own (`ctr run -t`).
 //!
 //! ```no_run
@@ -30,9 +32,12 @@
 //! # .unwrap();
 //! ```
 //!
-//! Environment: `WASMPOD_CONTAINERD` (containerd binary, default `/usr/bin/containerd`),
-//! `WASMPOD_CTR` (default: the ctr beside it), `WASMPOD_BIN_DIR` (shim and CLI, default
-//! `target/release`), `WASMPOD_CLI`, `WASMPOD_TEST_PROGRAMS`, `WASMPOD_IT_LOG_LEVEL`.
+//! Environment: `WASMPOD_CONTAINERD` (containerd binary, default `/usr/bin/containerd`; it
+//! picks the lane: from 1.7 on the CRI tests run on it too, and the Docker tests on the
+//! dockerd beside it, as in `.work/forky/bin`), `WASMPOD_CTR` (default: the ctr beside it),
+//! `WASMPOD_BIN_DIR` (shim and CLI, default `target/release`), `WASMPOD_CLI`,
+//! `WASMPOD_TEST_PROGRAMS`, `WASMPOD_IT_LOG_LEVEL`; `WASMPOD_CRI_CONTAINERD` and
+//! `WASMPOD_DOCKERD` override the CRI's and Docker's choice (see `cri` and `docker`).
 
 pub mod cgroup;
 pub mod config;
@@ -49,6 +54,7 @@ pub mod spec;
 pub mod system;
 pub mod task;
 pub mod terminal;
+pub mod versions;
 
 pub use containerd::{unique_name, with_containerd, with_containerd_env, Containerd, TaskInfo};
 pub use images::{images, Images, TestImage};

@@ -4,17 +4,19 @@
 //! CRI calls for `UpdateContainerResources`. [`Containerd::shim_update`] sends the same request
 //! containerd would forward: a `LinuxResources` as JSON in an `Any` of the type containerd's
 //! typeurl registers for it. ctr sends `ResizePty` only with its own terminal's size;
-//! [`Containerd::shim_resize_pty`] sends any. The shim's address comes from the `address` file
-//! containerd keeps in the task bundle.
+//! [`Containerd::shim_resize_pty`] sends any. ctr 2.x no longer prints the status code of a
+//! failed call ("process already finished", where ctr 1.x says "...: not found");
+//! [`Containerd::shim_kill`] returns the code itself. The shim's address comes from the
+//! `address` file containerd keeps in the task bundle.
 
 use std::fs;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
-use containerd_shim_protos::api::{ResizePtyRequest, UpdateTaskRequest};
+use containerd_shim_protos::api::{KillRequest, ResizePtyRequest, UpdateTaskRequest};
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
-use containerd_shim_protos::ttrpc::{context, Client};
+use containerd_shim_protos::ttrpc::{self, context, Client, Code};
 use containerd_shim_protos::TaskClient;
 
 use crate::containerd::Containerd;
@@ -92,5 +94,26 @@ impl Containerd {
             .resize_pty(context::with_duration(CALL_TIMEOUT), &req)
             .map_err(|e| anyhow!("shim ResizePty of {id} {exec_id:?} to {width}x{height}: {e}"))?;
         Ok(())
+    }
+
+    /// Sends `Kill` of `signal` to the init of task `id`; returns the status code of the
+    /// shim's answer (`Code::OK` when it took the signal).
+    ///
+    /// # Errors
+    /// When the shim cannot be reached or the call fails other than with a status.
+    pub fn shim_kill(&self, id: &str, signal: u32) -> Result<Code> {
+        let req = KillRequest {
+            id: id.to_string(),
+            signal,
+            ..Default::default()
+        };
+        match self
+            .shim_tasks(id)?
+            .kill(context::with_duration(CALL_TIMEOUT), &req)
+        {
+            Ok(_) => Ok(Code::OK),
+            Err(ttrpc::Error::RpcStatus(status)) => Ok(status.code()),
+            Err(e) => Err(anyhow!("shim Kill of {id} with signal {signal}: {e}")),
+        }
     }
 }

@@ -1,25 +1,33 @@
-//! wasmpod through Docker Engine 26 (containerd 1.7 image store), as a `docker run` user
-//! sees it: one private dockerd per test (see `wasmpod_integration::docker`), images built by
-//! the wasmpod CLI and `docker load`ed, and a check that nothing is left behind.
+//! wasmpod through Docker Engine (26 with containerd 1.7, 28 with containerd 2.1; containerd
+//! image store), as a `docker run` user sees it: one private dockerd per test (see
+//! `wasmpod_integration::docker`), images built by the wasmpod CLI and `docker load`ed, and a
+//! check that nothing is left behind.
 
 use std::fs;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
-use wasmpod_integration::docker::{with_docker, Docker, RUNTIME_ALIAS, WASM};
+use wasmpod_integration::docker::{self, with_docker, Docker, RUNTIME_ALIAS, WASM};
 use wasmpod_integration::paths::SHIM_BINARY;
-use wasmpod_integration::{images, WASMPOD_RUNTIME};
+use wasmpod_integration::{images, versions, WASMPOD_RUNTIME};
 
 const HELLO: &str = "hello from wasmpod\n";
 const RUNC_SHIM: &str = "containerd-shim-runc-v2";
 
-/// The private daemon is Engine 26 on containerd 1.7, listening inside its temp dir.
+/// The private daemon is the dockerd under test (Engine 26 or 28) on the containerd beside it
+/// (1.7 or 2.1), listening inside its temp dir.
 #[test]
 fn private_dockerd_answers() -> Result<()> {
+    let engine = versions::of(&docker::dockerd_path())?;
+    let containerd = versions::of(&docker::containerd_dir().join("containerd"))?;
+    println!("Docker Engine {engine}, containerd {containerd}");
     with_docker(|d| {
         let out = d.docker(["version", "--format", "{{.Server.Version}}"])?;
         out.success()?;
-        ensure!(out.stdout.starts_with("26."), "{out}");
+        ensure!(
+            out.stdout.trim() == engine.to_string(),
+            "want {engine}: {out}"
+        );
         let info = d.docker(["info", "--format", "{{.DockerRootDir}} {{.Driver}}"])?;
         info.success()?;
         ensure!(
@@ -35,7 +43,8 @@ fn private_dockerd_answers() -> Result<()> {
             "--format",
             "{{range .Server.Components}}{{.Name}}={{.Version}} {{end}}",
         ])?;
-        ensure!(ctd.stdout.contains("containerd=1.7."), "{ctd}");
+        let want = format!("containerd={}.{}.", containerd.major, containerd.minor);
+        ensure!(ctd.stdout.contains(&want), "want {want}: {ctd}");
         Ok(())
     })
 }

@@ -1,17 +1,18 @@
 //! Images whose wasm is a raw layer (not a file in a tar layer), and the CNCF wasm artifact:
-//! built with `wasmpod image build`, pushed to a real registry, pulled through containerd 1.7,
-//! run by wasmpod, which reads the layer from containerd's content store.
+//! built with `wasmpod image build`, pushed to a real registry, pulled through containerd 1.7
+//! or 2.x, run by wasmpod, which reads the layer from containerd's content store.
 //!
 //! containerd keeps such layers out of the snapshot since 1.7.7 / 1.6.25 (before that the
 //! unpack fails with "mismatched image rootfs and manifest layers"), so these tests use the
-//! trixie containerd 1.7 and its ctr, as the CRI tests do.
+//! containerd the CRI tests use ([`cri::containerd_path`]: the lane's own from 1.7 on, else
+//! trixie's 1.7) and its ctr.
 
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use k8s_cri::v1::ContainerState;
 use wasmpod_integration::cri::registry::Registry;
-use wasmpod_integration::cri::{containerd17_path, with_cri};
+use wasmpod_integration::cri::{self, with_cri};
 use wasmpod_integration::{images, Containerd, TestImage};
 
 const LAYER_TYPES: [&str; 3] = [
@@ -22,11 +23,12 @@ const LAYER_TYPES: [&str; 3] = [
 
 const HELLO: &str = "hello from wasmpod\n";
 
-/// A private containerd 1.7 (with its own ctr) and a registry; checks nothing is left after.
-fn with_containerd17(body: impl FnOnce(&Containerd, &Registry) -> Result<()>) -> Result<()> {
+/// A private containerd of 1.7 or later (with its own ctr) and a registry; checks nothing is
+/// left after.
+fn with_layer_containerd(body: impl FnOnce(&Containerd, &Registry) -> Result<()>) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let mut registry = Registry::start(dir.path())?;
-    let ctd = Containerd::start(containerd17_path())?;
+    let ctd = Containerd::start(cri::containerd_path())?;
     let result = body(&ctd, &registry).and_then(|()| ctd.assert_clean());
     if result.is_err() {
         eprintln!("containerd log tail:\n{}", ctd.log_tail(40));
@@ -56,7 +58,7 @@ fn push_and_pull(ctd: &Containerd, registry: &Registry, image: &TestImage) -> Re
 /// nowhere in the container's rootfs, only in the content store.
 #[test]
 fn ctr_runs_every_wasm_layer_media_type_from_a_registry() -> Result<()> {
-    with_containerd17(|ctd, registry| {
+    with_layer_containerd(|ctd, registry| {
         for media_type in LAYER_TYPES {
             let image = images().wasm_layer("hello", media_type, None)?;
             let reference = push_and_pull(ctd, registry, &image)?;
@@ -74,7 +76,7 @@ fn ctr_runs_every_wasm_layer_media_type_from_a_registry() -> Result<()> {
 fn a_wasm_layer_reads_files_of_the_images_filesystem_layer() -> Result<()> {
     let data = tempfile::tempdir()?;
     std::fs::write(data.path().join("greeting.txt"), "hi from the tar layer")?;
-    with_containerd17(|ctd, registry| {
+    with_layer_containerd(|ctd, registry| {
         let image = images().wasm_layer("files", LAYER_TYPES[1], Some((data.path(), "/data")))?;
         let reference = push_and_pull(ctd, registry, &image)?;
         let out = ctd
@@ -96,7 +98,7 @@ fn a_wasm_layer_reads_files_of_the_images_filesystem_layer() -> Result<()> {
 /// file (as runwasi does): a command override keeps working.
 #[test]
 fn one_wasm_layer_runs_whatever_args0_names() -> Result<()> {
-    with_containerd17(|ctd, registry| {
+    with_layer_containerd(|ctd, registry| {
         let image = images().wasm_layer("hello", LAYER_TYPES[0], None)?;
         let reference = push_and_pull(ctd, registry, &image)?;
         let out = ctd.run_ref(&reference).argv(["/bin/other.wasm"]).exec()?;
@@ -111,7 +113,7 @@ fn one_wasm_layer_runs_whatever_args0_names() -> Result<()> {
 /// statement stays true.
 #[test]
 fn ctr_cannot_run_the_cncf_artifact_but_says_why() -> Result<()> {
-    with_containerd17(|ctd, registry| {
+    with_layer_containerd(|ctd, registry| {
         let image = images().artifact("hello")?;
         let reference = push_and_pull(ctd, registry, &image)?;
         let out = ctd.run_ref(&reference).argv(["hello.wasm"]).exec()?;

@@ -2,10 +2,10 @@
 //!
 //! Everything the daemon owns (root, state, sockets, fifos, runc state, logs) lives under a
 //! unique temp dir; it never touches `/run/containerd` or `/var/lib/containerd` itself.
-//! (containerd 1.6/1.7 shims still create their ttrpc sockets in `/run/containerd/s`;
-//! that is the shim's doing and they remove them on exit.) Dropping a [`Containerd`]
-//! deletes tasks and containers, stops the daemon by PID, kills shims that name its
-//! address, unmounts what is left under the temp dir and removes it.
+//! (Shims still create their ttrpc sockets in `/run/containerd/s`, whatever the containerd
+//! version: that is the shim's doing, and they remove them on exit.) Dropping a
+//! [`Containerd`] deletes tasks and containers, stops the daemon by PID, kills shims that
+//! name its address, unmounts what is left under the temp dir and removes it.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -225,6 +225,20 @@ impl Containerd {
     /// The last `lines` lines of the daemon's log (shim logs land there too).
     pub fn log_tail(&self, lines: usize) -> String {
         crate::process::tail_of(&self.log, lines)
+    }
+
+    /// The daemon's log lines (shim lines included) that contain `needle`.
+    pub fn log_lines_with(&self, needle: &str) -> Vec<String> {
+        let text = fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines()
+            .filter(|l| l.contains(needle))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The containerd binary this daemon runs.
+    pub fn binary(&self) -> &Path {
+        &self.binary
     }
 
     /// A `ctr -a SOCK -n NS` command with a clean environment.

@@ -1,5 +1,5 @@
-//! Kubernetes through the CRI: a private containerd 1.7 with its CRI plugin, driven over
-//! gRPC the way kubelet drives it, with runtime handler `wasmpod`.
+//! Kubernetes through the CRI: a private containerd (1.7 or 2.x) with its CRI plugin, driven
+//! over gRPC the way kubelet drives it, with runtime handler `wasmpod`.
 //!
 //! [`Cri::start`] sets up, under one temp dir: a `docker-registry` on `127.0.0.1:<port>`
 //! that `certs.d/wasmpod.test/hosts.toml` mirrors (so `PullImage` of `wasmpod.test/...`
@@ -19,9 +19,9 @@
 //!   `stream`: the WebSocket client of streaming `Exec`;
 //!   `registry`, `pause`, `network`, `teardown`: the pieces named above.
 //!
-//! Environment: `WASMPOD_CRI_CONTAINERD` (default `.work/trixie/x/usr/bin/containerd`,
-//! fetched by `scripts/fetch-debian.sh`), `WASMPOD_IT_LOG_LEVEL` (containerd's log level),
-//! `WASMPOD_CRI_LOG_DIR` (keep a copy of each containerd log there).
+//! Environment: `WASMPOD_CRI_CONTAINERD` (default: see [`containerd_path`]),
+//! `WASMPOD_IT_LOG_LEVEL` (containerd's log level), `WASMPOD_CRI_LOG_DIR` (keep a copy of
+//! each containerd log there).
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -29,7 +29,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -38,6 +38,7 @@ use nix::sys::signal::Signal;
 use crate::images::TestImage;
 use crate::paths;
 use crate::process::{poll, run_with_timeout};
+use crate::versions::{self, Version};
 
 pub mod client;
 pub mod config;
@@ -65,12 +66,24 @@ pub const CRI_NAMESPACE: &str = "k8s.io";
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
-/// The containerd 1.7 binary: `WASMPOD_CRI_CONTAINERD`, default the trixie one in `.work/`.
-pub fn containerd17_path() -> PathBuf {
-    std::env::var_os("WASMPOD_CRI_CONTAINERD")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| paths::workspace_root().join(".work/trixie/x/usr/bin/containerd"))
+/// The containerd the CRI tests (and the raw wasm layer tests) run on:
+/// `WASMPOD_CRI_CONTAINERD`; else the lane's own ([`paths::containerd_path`]) when it is 1.7 or
+/// newer; else (bookworm's 1.6, which predates the raw wasm layer support of 1.6.25 and
+/// 1.7.7) containerd 1.7 from `.work/trixie` (`make trixie`).
+pub fn containerd_path() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        if let Some(p) = std::env::var_os("WASMPOD_CRI_CONTAINERD").filter(|v| !v.is_empty()) {
+            return PathBuf::from(p);
+        }
+        let lane = paths::containerd_path();
+        if versions::of(&lane).is_ok_and(|v| v.at_least(1, 7)) {
+            lane
+        } else {
+            paths::workspace_root().join(".work/trixie/bin/containerd")
+        }
+    })
+    .clone()
 }
 
 /// A private containerd with CRI; see the module docs.
@@ -78,6 +91,7 @@ pub fn containerd17_path() -> PathBuf {
 pub struct Cri {
     dir: PathBuf,
     binary: PathBuf,
+    version: Version,
     child: Option<Child>,
     registry: Option<Registry>,
     net: PodNetwork,
@@ -89,20 +103,20 @@ pub struct Cri {
 }
 
 impl Cri {
-    /// Starts a registry and containerd 1.7 ([`containerd17_path`]) with the CRI plugin.
+    /// Starts a registry and containerd ([`containerd_path`]) with the CRI plugin.
     ///
     /// # Errors
     /// When a binary is missing, or a daemon does not come up (with its log tail).
     pub fn start() -> Result<Self> {
-        let binary = containerd17_path();
+        let binary = containerd_path();
         if !paths::is_executable(&binary) {
             bail!(
-                "containerd 1.7 is missing at {} (run scripts/fetch-debian.sh trixie {} or set \
-                 WASMPOD_CRI_CONTAINERD)",
+                "containerd is missing at {} (run `make trixie` for 1.7, `make forky` for 2.1, \
+                 or set WASMPOD_CRI_CONTAINERD)",
                 binary.display(),
-                paths::workspace_root().join(".work/trixie").display()
             );
         }
+        let version = versions::of(&binary)?;
         paths::require_shim()?;
         let seq = SEQ.fetch_add(1, Ordering::Relaxed);
         let dir = tempfile::Builder::new()
@@ -114,6 +128,7 @@ impl Cri {
             log: dir.join("containerd.log"),
             dir,
             binary,
+            version,
             child: None,
             registry: None,
             net: PodNetwork::choose(seq),
@@ -122,8 +137,13 @@ impl Cri {
             pulled: Mutex::default(),
         };
         // On failure `me` is dropped, which removes whatever was set up so far.
-        me.setup()
-            .with_context(|| format!("start CRI (containerd log tail:\n{})", me.log_tail(40)))?;
+        me.setup().with_context(|| {
+            format!(
+                "start CRI on containerd {} (log tail:\n{})",
+                me.version,
+                me.log_tail(40)
+            )
+        })?;
         Ok(me)
     }
 
@@ -146,6 +166,7 @@ impl Cri {
             bridge: &self.net.bridge,
             subnet: &subnet,
             registry: &addr,
+            major: self.version.major,
         };
         let hosts = d.join("certs.d").join(REGISTRY_HOST);
         fs::create_dir_all(&hosts)?;
@@ -159,10 +180,13 @@ impl Cri {
         let pause = pause::build_pause_image(&d.join("pause"), PAUSE_IMAGE)?;
         self.spawn(&config_path)?;
         self.ctr_import(&pause)?;
-        if !self.client()?.has_image(PAUSE_IMAGE)? {
-            bail!("CRI does not see the imported sandbox image {PAUSE_IMAGE}");
-        }
-        Ok(())
+        // containerd 2's CRI learns of an image from the ImageCreate event, after ctr returns.
+        poll(
+            "CRI to see the imported sandbox image",
+            Duration::from_secs(10),
+            || Ok(self.client()?.has_image(PAUSE_IMAGE)?.then_some(())),
+        )
+        .with_context(|| format!("CRI does not see the imported sandbox image {PAUSE_IMAGE}"))
     }
 
     fn spawn(&mut self, config_path: &Path) -> Result<()> {
@@ -237,6 +261,11 @@ impl Cri {
         self.client
             .as_ref()
             .ok_or_else(|| anyhow!("containerd is not running"))
+    }
+
+    /// The version of the containerd under test.
+    pub fn version(&self) -> &Version {
+        &self.version
     }
 
     /// The temp dir holding everything of this setup.
@@ -318,7 +347,7 @@ pub fn with_cri(body: impl FnOnce(&Cri) -> Result<()>) -> Result<()> {
     let removed = cri.remove_all_pods().and_then(|()| cri.wait_clean());
     result = result.and(removed);
     if result.is_err() {
-        eprintln!("containerd log tail:\n{}", cri.log_tail(60));
+        eprintln!("containerd {} log tail:\n{}", cri.version, cri.log_tail(60));
     }
     let (dir, net, root) = (cri.dir.clone(), cri.net.clone(), cri.cgroup_root.clone());
     drop(cri);

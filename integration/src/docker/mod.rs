@@ -11,10 +11,11 @@
 //! `cleanup` checks and removes what a daemon leaves (containers, tasks, shims, mounts,
 //! cgroups); `ops` are the docker CLI operations the tests use (load, run, inspect, ...).
 //!
-//! Environment: `WASMPOD_DOCKERD` (default `.work/trixie/x/usr/sbin/dockerd`, from
-//! `scripts/fetch-debian.sh`), `WASMPOD_DOCKER_CONTAINERD_DIR` (dir holding the containerd
-//! that dockerd starts; default `../../usr/bin` from dockerd), `WASMPOD_DOCKER` (the CLI,
-//! default `/usr/local/bin/docker`), `WASMPOD_IT_LOG_LEVEL`.
+//! Environment: `WASMPOD_DOCKERD` (default: see [`dockerd_path`]),
+//! `WASMPOD_DOCKER_CONTAINERD_DIR` (dir holding the containerd that dockerd starts; default
+//! `../bin` from dockerd's dir: the `.work/<suite>/bin` dir itself, or `usr/bin` beside an
+//! unpacked `usr/sbin/dockerd`), `WASMPOD_DOCKER` (the CLI, default `/usr/local/bin/docker`),
+//! `WASMPOD_IT_LOG_LEVEL`.
 //!
 //! ```no_run
 //! use wasmpod_integration::{docker::with_docker, images};
@@ -69,13 +70,21 @@ fn env_path(name: &str) -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
-/// The dockerd binary: `WASMPOD_DOCKERD`, default trixie's under `.work/trixie/x`.
+/// The dockerd binary: `WASMPOD_DOCKERD`; else the one beside the CRI tests' containerd
+/// ([`crate::cri::containerd_path`]) when there is one, as in `.work/forky/bin` (Docker 28
+/// with containerd 2.1) and `.work/trixie/bin` (Docker 26 with containerd 1.7); else trixie's.
 pub fn dockerd_path() -> PathBuf {
-    env_path("WASMPOD_DOCKERD")
-        .unwrap_or_else(|| paths::workspace_root().join(".work/trixie/x/usr/sbin/dockerd"))
+    env_path("WASMPOD_DOCKERD").unwrap_or_else(|| {
+        let beside = crate::cri::containerd_path().with_file_name("dockerd");
+        if paths::is_executable(&beside) {
+            beside
+        } else {
+            paths::workspace_root().join(".work/trixie/bin/dockerd")
+        }
+    })
 }
 
-/// The dir holding the containerd (1.7) dockerd starts and its runc shim.
+/// The dir holding the containerd dockerd starts and its runc shim.
 pub fn containerd_dir() -> PathBuf {
     env_path("WASMPOD_DOCKER_CONTAINERD_DIR").unwrap_or_else(|| {
         let dockerd = dockerd_path();
@@ -145,7 +154,8 @@ impl Docker {
         if !paths::is_executable(&dockerd) {
             bail!(
                 "dockerd is missing: {} (fetch Docker Engine 26 and containerd 1.7 with \
-                 `scripts/fetch-debian.sh trixie .work/trixie`, or set WASMPOD_DOCKERD)",
+                 `make trixie`, Docker 28 and containerd 2.1 with `make forky`, or set \
+                 WASMPOD_DOCKERD)",
                 dockerd.display()
             );
         }
