@@ -1,21 +1,37 @@
 //! `wasmpod install` / `uninstall` against real containerd default configs
-//! (generated from the installed binaries), a containerd 2.x (version 3)
-//! fixture and Docker's daemon.json; then real containerd 1.6 / 1.7 daemons
-//! started on the edited config must register the runtime.
+//! (`containerd config default` of bookworm's 1.6, trixie's 1.7 and forky's
+//! 2.1), a containerd 2.x (version 3) fixture and Docker's daemon.json; then a
+//! private containerd of each version, started on the edited config, must list
+//! the wasmpod runtime handler in its CRI `Status`.
+//!
+//! containerd 1.7 and 2.1 are the ones `make trixie` and `make forky` unpack
+//! into the workspace's `.work/` (scripts/fetch-debian.sh); a test whose
+//! binary is missing says so and passes.
 
 #![allow(clippy::unwrap_used)] // a failed setup step should just fail the test
 
-use std::io::{BufRead, BufReader};
+use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use wasmpod_integration::cri::CriClient;
+
 const CONTAINERD_16: &str = "/usr/bin/containerd";
-const CONTAINERD_17: &str = "/work/main/.work/trixie/x/usr/bin/containerd";
 const V3_FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/containerd-2x-v3.toml"
 );
+
+/// containerd as `make SUITE` unpacks it: `.work/SUITE/bin/containerd` of the workspace.
+fn work_containerd(suite: &str) -> String {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let bin = workspace.join(".work").join(suite).join("bin/containerd");
+    bin.to_str().unwrap().to_string()
+}
 
 fn wasmpod(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_wasmpod"))
@@ -153,9 +169,25 @@ fn containerd_16_default_config() {
 
 #[test]
 fn containerd_17_default_config() {
-    if let Some(original) = default_config(CONTAINERD_17) {
+    if let Some(original) = default_config(&work_containerd("trixie")) {
         round_trip(&original, V2_HEADER);
     }
+}
+
+/// containerd 2.1's own default: `version = 3` with `'`-quoted plugin ids, a
+/// `runtimes` table holding `runc` already. The new table goes under it, its
+/// header written with the file's own quoting.
+#[test]
+fn containerd_21_default_config() {
+    let Some(original) = default_config(&work_containerd("forky")) else {
+        return;
+    };
+    assert!(original.starts_with("version = 3\n"), "{original}");
+    let installed = round_trip(&original, V3_DEFAULT_HEADER);
+    assert!(
+        !installed.contains("grpc.v1.cri'.containerd"),
+        "{installed}"
+    );
 }
 
 #[test]
@@ -262,19 +294,31 @@ fn docker_daemon_json() {
     assert_eq!(std::fs::read_to_string(&daemon).unwrap(), original);
 }
 
+/// containerd 2.x's own default config quotes plugin ids with `'`, and the
+/// installed table's header keeps that quoting.
+const V3_DEFAULT_HEADER: &str =
+    "[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.wasmpod]";
+
 /// Moves `config` to private paths under `dir` so the daemon cannot touch
-/// the host's containerd.
+/// the host's containerd; NRI (on by default in 2.x, socket in /var/run/nri)
+/// is turned off. The CRI knobs this machine needs live in
+/// `io.containerd.grpc.v1.cri` (version 2) or `io.containerd.cri.v1.runtime`
+/// (version 3).
 fn privatise(config: &str, dir: &Path) -> String {
     use toml_edit::{value, DocumentMut};
     let mut doc: DocumentMut = config.parse().unwrap();
     let p = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let cri = match doc["version"].as_integer() {
+        Some(3) => "io.containerd.cri.v1.runtime",
+        _ => "io.containerd.grpc.v1.cri",
+    };
     doc["root"] = value(p("root"));
     doc["state"] = value(p("state"));
     doc["grpc"]["address"] = value(p("containerd.sock"));
     doc["ttrpc"]["address"] = value(p("containerd.sock.ttrpc"));
     let plugins = &mut doc["plugins"];
     plugins["io.containerd.internal.v1.opt"]["path"] = value(p("opt"));
-    let cri = &mut plugins["io.containerd.grpc.v1.cri"];
+    let cri = &mut plugins[cri];
     cri["disable_apparmor"] = value(true);
     cri["restrict_oom_score_adj"] = value(true);
     if let Some(nri) = plugins.get_mut("io.containerd.nri.v1.nri") {
@@ -283,8 +327,67 @@ fn privatise(config: &str, dir: &Path) -> String {
     doc.to_string()
 }
 
-/// Starts `binary` on the installed default config and waits for the CRI
-/// plugin's config line, which must list the wasmpod runtime.
+/// A containerd this test started, stopped by its PID on drop (also when an
+/// assertion fails first).
+struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let pid = self.child.id();
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+        let stopped = Instant::now();
+        while matches!(self.child.try_wait(), Ok(None)) {
+            if stopped.elapsed() > Duration::from_secs(10) {
+                let _ = self.child.kill();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The names of the runtime handlers CRI `Status` reports, from
+/// `runtime_handlers` (containerd 2.x) and from the CRI config in
+/// `info["config"]` (every version): `(handlers, runtimes with their type)`.
+fn handlers(status: &k8s_cri::v1::StatusResponse) -> (Vec<String>, Vec<(String, String)>) {
+    let listed = status
+        .runtime_handlers
+        .iter()
+        .map(|h| h.name.clone())
+        .collect();
+    let config: serde_json::Value = status
+        .info
+        .get("config")
+        .and_then(|c| serde_json::from_str(c).ok())
+        .unwrap_or_default();
+    let runtimes = config["containerd"]["runtimes"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(name, rt)| {
+                    let kind = rt["runtimeType"].as_str().unwrap_or_default();
+                    (name.clone(), kind.to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    (listed, runtimes)
+}
+
+/// Installs into `binary`'s default config, starts a private `binary` on the
+/// result and asks its CRI `Status`, as kubelet does: the `wasmpod` runtime
+/// must be there with wasmpod's runtime type, and from containerd 2.0 on in
+/// the `runtime_handlers` list too.
 fn daemon_registers_runtime(binary: &str) {
     let Some(original) = default_config(binary) else {
         return;
@@ -294,59 +397,42 @@ fn daemon_registers_runtime(binary: &str) {
     let config = privatise(&setup.config(), setup.dir.path());
     let path = setup.path("daemon.toml");
     std::fs::write(&path, config).unwrap();
-    let mut child = Command::new(binary)
+    let log = setup.path("containerd.log");
+    let out = File::create(&log).unwrap();
+    let child = Command::new(binary)
         .args(["--config", path.to_str().unwrap(), "--log-level", "info"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let daemon = Daemon { child, log };
+    let sock = setup.path("containerd.sock");
     let deadline = Instant::now() + Duration::from_secs(30);
-    let mut log = String::new();
-    let mut found = None;
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        match rx.recv_timeout(left) {
-            Ok(line) => {
-                log.push_str(&line);
-                log.push('\n');
-                if line.contains("Start cri plugin with config") {
-                    found = Some(line);
-                    break;
-                }
+    let status = loop {
+        let answer = CriClient::connect(&sock).and_then(|c| c.status());
+        match answer {
+            Ok(status) => break status,
+            Err(e) if Instant::now() > deadline => {
+                panic!("{binary}: no CRI Status: {e:#}\n{}", daemon.log())
             }
-            Err(_) => break,
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
         }
-    }
-    // Stop the daemon we started, by its PID.
-    let pid = child.id();
-    let _ = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
-    let stopped = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if stopped.elapsed() > Duration::from_secs(10) {
-            child.kill().unwrap();
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let line = found.unwrap_or_else(|| panic!("{binary}: no CRI config line in:\n{log}"));
-    // The running daemon's CRI config, printed with Go's `%+v`: the
-    // runtimes map must hold `wasmpod` with wasmpod's runtime type.
-    let runtimes = &line[line
-        .find("Runtimes:map[")
-        .unwrap_or_else(|| panic!("{line}"))..];
+    };
+    let (listed, runtimes) = handlers(&status);
+    println!("{binary}: runtime_handlers {listed:?}, runtimes {runtimes:?}");
     assert!(
-        runtimes.contains(" wasmpod:{Type:io.containerd.wasmpod.v1 "),
-        "{binary}: wasmpod runtime not registered: {line}"
+        runtimes.contains(&("wasmpod".into(), "io.containerd.wasmpod.v1".into())),
+        "{binary}: wasmpod runtime not in the CRI config: {runtimes:?}\n{status:?}"
     );
+    let version = Command::new(binary).arg("--version").output().unwrap();
+    if text(&version.stdout).contains("containerd/v2 ") {
+        assert!(
+            listed.iter().any(|h| h == "wasmpod"),
+            "{binary}: wasmpod not in runtime_handlers {listed:?}"
+        );
+    }
+    drop(daemon);
 }
 
 #[test]
@@ -356,5 +442,10 @@ fn containerd_16_daemon_registers_the_runtime() {
 
 #[test]
 fn containerd_17_daemon_registers_the_runtime() {
-    daemon_registers_runtime(CONTAINERD_17);
+    daemon_registers_runtime(&work_containerd("trixie"));
+}
+
+#[test]
+fn containerd_21_daemon_registers_the_runtime() {
+    daemon_registers_runtime(&work_containerd("forky"));
 }

@@ -18,8 +18,8 @@ use k8s_cri::v1::{
     ContainerStatusRequest, CreateContainerRequest, ExecRequest, ExecSyncRequest, ExecSyncResponse,
     ImageSpec, ImageStatusRequest, ListContainersRequest, ListPodSandboxRequest, PodSandboxConfig,
     PodSandboxStatus, PodSandboxStatusRequest, PullImageRequest, RemoveContainerRequest,
-    RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StopContainerRequest,
-    StopPodSandboxRequest, VersionRequest, VersionResponse,
+    RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StatusRequest,
+    StatusResponse, StopContainerRequest, StopPodSandboxRequest, VersionRequest, VersionResponse,
 };
 use tonic::transport::{Channel, Endpoint, Uri};
 
@@ -84,6 +84,18 @@ impl CriClient {
             version: "v1".into(),
         };
         self.call("Version", CALL_TIMEOUT, c.version(req))
+    }
+
+    /// `Status` with `verbose: true`: the runtime's conditions, its runtime handlers
+    /// (containerd 2.x fills `runtime_handlers`; 1.x does not) and, in `info["config"]`, the
+    /// CRI plugin's config as JSON.
+    ///
+    /// # Errors
+    /// When the call fails.
+    pub fn status(&self) -> Result<StatusResponse> {
+        let mut c = self.runtime.clone();
+        let req = StatusRequest { verbose: true };
+        self.call("Status", CALL_TIMEOUT, c.status(req))
     }
 
     /// `PullImage`; returns the image ref (digest) the runtime stored.
