@@ -29,19 +29,26 @@ build: deps ## build the shim and the wasmpod CLI (release)
 test-images: deps ## build the wasm test programs into test-images/out
 	$(MAKE) -C test-images
 
-test: deps build test-images trixie unit-test integration-test critest ## everything
+test: deps build test-images trixie forky unit-test integration-test critest ## everything
 
 unit-test: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) test --release --workspace --exclude wasmpod-integration
 
-integration-test: build test-images trixie
-	@echo "== integration tests: containerd 1.6 (bookworm)"
-	WASMPOD_CONTAINERD=/usr/bin/containerd \
+# $(call lane,TITLE,CONTAINERD,CRI_CONTAINERD,DOCKERD): the whole integration suite, its ctr
+# tests on CONTAINERD, its CRI tests on CRI_CONTAINERD (1.7 or later), its Docker tests on
+# DOCKERD with the containerd beside it. Each lane prints the versions it runs.
+define lane
+	@echo "== integration tests: $(1): containerd $$($(2) --version | cut -d' ' -f3)," \
+	  "CRI on containerd $$($(3) --version | cut -d' ' -f3), $$($(4) --version)"
+	WASMPOD_CONTAINERD=$(2) WASMPOD_CRI_CONTAINERD=$(3) WASMPOD_DOCKERD=$(4) \
 	  $(CARGO) test --release --no-fail-fast -p wasmpod-integration -- --test-threads=$(TEST_THREADS)
-	@echo "== integration tests: containerd 1.7 (trixie)"
-	WASMPOD_CONTAINERD=$(TRIXIE)/x/usr/bin/containerd \
-	  $(CARGO) test --release --no-fail-fast -p wasmpod-integration -- --test-threads=$(TEST_THREADS)
+endef
+
+integration-test: build test-images trixie forky
+	$(call lane,containerd 1.6 (bookworm),/usr/bin/containerd,$(TRIXIE)/bin/containerd,$(TRIXIE)/bin/dockerd)
+	$(call lane,containerd 1.7 + Docker 26 (trixie),$(TRIXIE)/bin/containerd,$(TRIXIE)/bin/containerd,$(TRIXIE)/bin/dockerd)
+	$(call lane,containerd 2.1 + Docker 28 (forky),$(FORKY)/bin/containerd,$(FORKY)/bin/containerd,$(FORKY)/bin/dockerd)
 
 # critest: Kubernetes' CRI validation suite (cri-tools v1.34.0, prebuilt: it cannot be built
 # here) under runc and wasmpod, side by side, on containerd 1.7 and 2.1 (scripts/critest.sh).
