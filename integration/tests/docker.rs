@@ -332,3 +332,33 @@ fn oom_kills_are_recorded() -> Result<()> {
         Ok(())
     })
 }
+
+/// An image whose wasm is a raw layer, and the CNCF wasm artifact, need the container's image
+/// in containerd's container record, where the shim looks for the layer. Docker 28 records it
+/// (`Image` of the moby container): both run under `docker run`. Docker 26 leaves it empty:
+/// the run fails with the shim's "not found in the container rootfs", as the README says.
+#[test]
+fn raw_wasm_layers_and_the_artifact_run_from_docker_28_on() -> Result<()> {
+    let engine = versions::of(&docker::dockerd_path())?;
+    with_docker(|d| {
+        let layer = d.load(images().wasm_layer("hello", "application/wasm", None)?)?;
+        let artifact = d.load(images().artifact("hello")?)?;
+        let runs = [
+            ("raw layer", d.run_rm(WASM, &layer, &[])?),
+            // The artifact has no entrypoint: the command names the module.
+            ("artifact", d.run_rm(WASM, &artifact, &["hello.wasm"])?),
+        ];
+        for (what, out) in runs {
+            if engine.at_least(28, 0) {
+                out.success()?;
+                ensure!(out.stdout == HELLO, "{what} on Docker {engine}: {out}");
+            } else {
+                ensure!(
+                    out.code() == 125 && out.stderr.contains("not found in the container rootfs"),
+                    "{what} on Docker {engine}: {out}"
+                );
+            }
+        }
+        Ok(())
+    })
+}
