@@ -41,12 +41,23 @@ where
         .with_context(|| format!("{}/{file} holds {text:?}", dir.display()))
 }
 
-/// The cgroup v2 `cpu.weight` runc and youki derive from OCI `cpu.shares`.
+/// The cgroup v2 `cpu.weight` that runc (since 1.3.2), crun and youki's libcgroups derive
+/// from OCI `cpu.shares`: a quadratic fit in log space that keeps the ends and the defaults,
+/// 2 -> 1, 1024 (v1's default) -> 100 (v2's default), 262144 -> 10000
+/// (<https://github.com/opencontainers/cgroups/pull/20>). Older runc mapped linearly, which
+/// sent 1024 to 39.
 pub fn shares_to_weight(shares: u64) -> u64 {
-    if shares == 0 {
-        return 0;
+    const MAX_WEIGHT: u64 = 10_000;
+    match shares {
+        0 => 0,
+        1..=2 => 1,
+        262_144.. => MAX_WEIGHT,
+        _ => {
+            let log = (shares as f64).log2();
+            let exponent = (log * log + 125.0 * log) / 612.0 - 7.0 / 34.0;
+            (10f64.powf(exponent).ceil() as u64).clamp(1, MAX_WEIGHT)
+        }
     }
-    1 + (shares.saturating_sub(2) * 9999) / 262_142
 }
 
 impl ContainerCgroup {
@@ -138,11 +149,15 @@ impl ContainerCgroup {
 mod tests {
     use super::*;
 
-    /// The v2 weight conversion matches runc's: 2 -> 1, 1024 -> 39, 262144 -> 10000.
+    /// The v2 weight conversion matches runc 1.3.2's and libcgroups': 2 -> 1, 512 -> 59,
+    /// 1024 -> 100, 262144 -> 10000.
     #[test]
     fn converts_shares_like_runc() {
+        assert_eq!(shares_to_weight(0), 0);
         assert_eq!(shares_to_weight(2), 1);
-        assert_eq!(shares_to_weight(1024), 39);
+        assert_eq!(shares_to_weight(256), 35);
+        assert_eq!(shares_to_weight(512), 59);
+        assert_eq!(shares_to_weight(1024), 100);
         assert_eq!(shares_to_weight(262_144), 10_000);
     }
 }
