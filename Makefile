@@ -58,6 +58,14 @@ CRITEST_TOOLS ?= $(patsubst %/critest.xz,%,$(firstword $(wildcard $(CURDIR)/../s
 critest: build trixie forky ## CRI conformance (critest): wasmpod vs runc on containerd 1.7 and 2.1
 	CRITEST_TOOLS=$(CRITEST_TOOLS) scripts/critest.sh $(TRIXIE)/bin/containerd $(FORKY)/bin/containerd
 
+# cgroup v2 lane: this host is cgroup v1 hybrid, users' nodes are cgroup v2 only. Boots a
+# throwaway QEMU VM (TCG) whose only hierarchy is cgroup v2 and runs the integration tests
+# that touch cgroups in it, on containerd 1.7 and 2.1 (scripts/cgroup2-vm/run.sh; README).
+.PHONY: cgroup2-test
+cgroup2-test: build test-images trixie forky ## cgroup v2 only VM: limits, Update, stats, freeze, OOM, systemd paths
+	scripts/cgroup2-vm/run.sh
+test: cgroup2-test
+
 lint: deps ## formatting and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
