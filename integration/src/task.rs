@@ -33,6 +33,13 @@ impl<'a> Task<'a> {
         self
     }
 
+    /// Gives up the handle without its cleanup and returns the container id: the caller
+    /// deletes the task and container (a test that needs the daemon mutably meanwhile).
+    pub fn release(mut self) -> String {
+        self.owned = false;
+        std::mem::take(&mut self.id)
+    }
+
     /// The container id.
     pub fn id(&self) -> &str {
         &self.id

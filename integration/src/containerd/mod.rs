@@ -162,7 +162,8 @@ impl Containerd {
         path.extend(["/usr/sbin", "/usr/bin", "/sbin", "/bin"].map(PathBuf::from));
         let path = std::env::join_paths(path)?;
 
-        let log = File::create(&self.log)?;
+        // Appended: a restarted daemon's log follows the first one's.
+        let log = File::options().create(true).append(true).open(&self.log)?;
         let mut cmd = Command::new(&self.binary);
         cmd.arg("--config")
             .arg(&config_path)
@@ -200,6 +201,25 @@ impl Containerd {
         poll("containerd to answer", Duration::from_secs(20), || {
             Ok(self.ctr(["version"])?.success().is_ok().then_some(()))
         })
+    }
+
+    /// Stops the daemon with `signal` (SIGKILL: a crash; SIGTERM: a service restart) and starts
+    /// it again on the same config, root and state, as an operator's restart would. The shims
+    /// and their tasks are not the daemon's children: they live on, and the new daemon
+    /// reconnects to them.
+    ///
+    /// # Errors
+    /// When the daemon does not stop within 10 s or does not come back.
+    pub fn restart(&mut self, signal: Signal) -> Result<()> {
+        let Some(mut child) = self.child.take() else {
+            bail!("containerd is not running");
+        };
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal)?;
+        poll("containerd to stop", Duration::from_secs(10), || {
+            Ok(child.try_wait()?.map(drop))
+        })?;
+        self.spawn()
+            .with_context(|| format!("restart (log tail:\n{})", self.log_tail(40)))
     }
 
     /// The temp dir holding everything of this daemon.
