@@ -1,11 +1,10 @@
-use std::env;
 use std::io::prelude::*;
 use std::os::fd::FromRawFd;
 use std::os::unix::io::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
-use nix::unistd::{self, close};
+use nix::unistd::close;
 
 pub const NOTIFY_FILE: &str = "notify.sock";
 
@@ -58,20 +57,11 @@ impl NotifyListener {
         let socket_name = socket_path
             .file_name()
             .ok_or_else(|| NotifyListenerError::InvalidPath(socket_path.to_owned()))?;
-        let cwd = env::current_dir().map_err(NotifyListenerError::GetCwd)?;
-        tracing::debug!(?cwd, "the cwd to create the notify socket");
-        unistd::chdir(workdir).map_err(|e| NotifyListenerError::Chdir {
-            source: e,
-            path: workdir.to_owned(),
-        })?;
-        let stream = UnixListener::bind(socket_name).map_err(|e| NotifyListenerError::Bind {
+        let in_workdir = PathInDir::new(workdir, socket_name)?;
+        let stream = UnixListener::bind(in_workdir.path()).map_err(|e| NotifyListenerError::Bind {
             source: e,
             // ok to unwrap here as OsStr should always be utf-8 compatible
             name: socket_name.to_str().unwrap().to_owned(),
-        })?;
-        unistd::chdir(&cwd).map_err(|e| NotifyListenerError::Chdir {
-            source: e,
-            path: cwd,
         })?;
 
         Ok(Self { socket: stream })
@@ -128,21 +118,17 @@ impl NotifySocket {
 
     pub fn notify_container_start(&mut self) -> Result<()> {
         tracing::debug!("notify container start");
-        let cwd = env::current_dir().map_err(NotifyListenerError::GetCwd)?;
         let workdir = self
             .path
             .parent()
             .ok_or_else(|| NotifyListenerError::InvalidPath(self.path.to_owned()))?;
-        unistd::chdir(workdir).map_err(|e| NotifyListenerError::Chdir {
-            source: e,
-            path: workdir.to_owned(),
-        })?;
         let socket_name = self
             .path
             .file_name()
             .ok_or_else(|| NotifyListenerError::InvalidPath(self.path.to_owned()))?;
+        let in_workdir = PathInDir::new(workdir, socket_name)?;
         let mut stream =
-            UnixStream::connect(socket_name).map_err(|e| NotifyListenerError::Connect {
+            UnixStream::connect(in_workdir.path()).map_err(|e| NotifyListenerError::Connect {
                 source: e,
                 // ok to unwrap as OsStr should always be utf-8 compatible
                 name: socket_name.to_str().unwrap().to_owned(),
@@ -151,11 +137,41 @@ impl NotifySocket {
             .write_all(b"start container")
             .map_err(NotifyListenerError::SendStartContainer)?;
         tracing::debug!("notify finished");
-        unistd::chdir(&cwd).map_err(|e| NotifyListenerError::Chdir {
-            source: e,
-            path: cwd,
-        })?;
         Ok(())
+    }
+}
+
+/// wasmpod patch: a socket path made short through `/proc/self/fd/<dir fd>/<name>` instead of
+/// a `chdir` into its directory and back. The working directory belongs to the whole process:
+/// in a multi-threaded caller (a shim starting several containers at once) another thread saw
+/// the wrong one, and a chdir back into a directory deleted meanwhile failed with "failed to
+/// get cwd".
+struct PathInDir {
+    /// Keeps the directory open while `path` is used.
+    _dir: std::os::fd::OwnedFd,
+    path: PathBuf,
+}
+
+impl PathInDir {
+    fn new(dir: &Path, name: &std::ffi::OsStr) -> Result<Self> {
+        let fd = nix::fcntl::open(
+            dir,
+            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| NotifyListenerError::Chdir {
+            source: e,
+            path: dir.to_owned(),
+        })?;
+        // SAFETY: `open` returned a new descriptor that nothing else owns.
+        let dir = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        let path = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd())).join(name);
+        Ok(Self { _dir: dir, path })
+    }
+
+    /// Valid while `self` (holding the directory open) lives.
+    fn path(&self) -> &Path {
+        &self.path
     }
 }
 
