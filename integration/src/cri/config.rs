@@ -278,12 +278,6 @@ mod tests {
         private_and_complete(&cfg);
         assert!(cfg.starts_with("version = 2\n"), "{cfg}");
         for want in [
-            "restrict_oom_score_adj = true",
-            "netns_mounts_under_state_dir = true",
-            "runtime_type = \"io.containerd.wasmpod.v1\"",
-            "Root = \"/t/x/runc\"",
-            "config_path = \"/t/x/certs.d\"",
-            "conf_dir = \"/t/x/net.d\"",
             "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.wasmpod]",
             "sandbox_image = \"wasmpod.test/pause:1\"",
         ] {
