@@ -13,22 +13,8 @@ packages=(
 )
 targets=(wasm32-wasip1 wasm32-wasip2)
 
-missing=()
-for p in "${packages[@]}"; do
-  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
-  [[ $status == "install ok installed" ]] || missing+=("$p")
-done
-
-if ((${#missing[@]})); then
-  if ((EUID != 0)); then
-    echo "install-deps: need root to install: ${missing[*]}" >&2
-    exit 1
-  fi
-  echo "install-deps: installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+source "$(dirname "$0")/lib/apt.sh"
+apt_install_missing install-deps "${packages[@]}"
 
 if ! command -v rustup >/dev/null 2>&1; then
   echo "install-deps: rustup not found; install Rust (https://rustup.rs) and re-run" >&2

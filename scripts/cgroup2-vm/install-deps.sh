@@ -6,18 +6,5 @@ set -euo pipefail
 
 packages=(qemu-system-x86 linux-image-amd64 busybox-static kmod cpio gzip coreutils)
 
-missing=()
-for p in "${packages[@]}"; do
-  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
-  [[ $status == "install ok installed" ]] || missing+=("$p")
-done
-((${#missing[@]})) || exit 0
-
-if ((EUID != 0)); then
-  echo "cgroup2-vm: need root to install: ${missing[*]}" >&2
-  exit 1
-fi
-echo "cgroup2-vm: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+source "$(dirname "$0")/../lib/apt.sh"
+apt_install_missing cgroup2-vm "${packages[@]}"
