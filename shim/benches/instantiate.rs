@@ -88,5 +88,6 @@ fn plan(program: &Path) -> WasiPlan {
         },
         network: NetworkAccess::Denied,
         limits: GuestLimits::default(),
+        http: Default::default(),
     }
 }

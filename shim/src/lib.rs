@@ -7,7 +7,9 @@
 //! - [`instance`]: one container: where spec, engine, isolation and stdio meet.
 //! - [`spec`]: PURE mapping of an OCI runtime spec to a [`plan::WasiPlan`].
 //! - [`plan`]: the WASI plan, plain data shared by `spec` and `engine`.
-//! - [`engine`]: wasmtime only: engine config, compile cache, WASI p1/p2, exit codes.
+//! - [`engine`]: wasmtime only: engine config, compile cache, WASI p1/p2, exit codes, and
+//!   one instance per HTTP request for `wasi:http` handlers.
+//! - [`serve`]: the HTTP server of a handler container: listener, admission, metering, drain.
 //! - [`isolation`]: Linux only: the container (namespaces, cgroups, rootfs) via libcontainer.
 //! - [`stdio`]: containerd's fifos; nothing else touches them.
 //! - [`image`]: the container's image through containerd's API: wasm layers kept as content.
@@ -21,6 +23,7 @@ pub mod image;
 pub mod instance;
 pub mod isolation;
 pub mod plan;
+pub mod serve;
 pub mod service;
 pub mod spec;
 pub mod stdio;

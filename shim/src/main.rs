@@ -20,13 +20,15 @@ fn main() {
     }
     if args.first().map(String::as_str) == Some(wasmpod_shim::engine::COMPILE_COMMAND) {
         // The shim's compile helper (see wasmpod_shim::engine's `helper` module).
-        std::process::exit(match wasmpod_shim::instance::compile_stdin_into_cache() {
-            Ok(_) => 0,
-            Err(e) => {
-                eprintln!("{e}");
-                1
-            }
-        });
+        std::process::exit(
+            match wasmpod_shim::instance::compile_stdin_into_cache(&args[1..]) {
+                Ok(_) => 0,
+                Err(e) => {
+                    eprintln!("{e}");
+                    1
+                }
+            },
+        );
     }
     if args.iter().any(|a| a == "-info" || a == "--info") {
         std::process::exit(match print_info() {

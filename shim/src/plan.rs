@@ -4,7 +4,9 @@
 //! WASI context. The plan holds no wasmtime or containerd types, so both sides stay testable
 //! on their own. Anything the plan does not list, the guest does not get.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// What a container's guest may see and do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +25,9 @@ pub struct WasiPlan {
     pub network: NetworkAccess,
     /// Limits the engine enforces on the guest itself, below the cgroup's.
     pub limits: GuestLimits,
+    /// How an HTTP handler component (`wasi:http/incoming-handler`) is served; unused for
+    /// programs that run to completion.
+    pub http: HttpPlan,
 }
 
 /// One preopened directory.
@@ -61,4 +66,43 @@ pub struct GuestLimits {
     /// Cap on the guest's total linear memory in bytes; growth past it fails inside the guest
     /// (`memory.grow` returns -1) instead of the cgroup OOM-killing the whole container.
     pub max_memory_bytes: Option<u64>,
+}
+
+/// Serving settings of an HTTP handler component: one fresh instance per request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpPlan {
+    /// Address the container's process listens on, inside the container's network namespace.
+    pub listen: SocketAddr,
+    /// A request still running after this gets 504 and its instance is dropped.
+    pub request_timeout: Duration,
+    /// Cap on one instance's linear memory; a request whose instance needs more gets 500.
+    pub instance_memory_bytes: u64,
+    /// Requests handled at once; more wait in the queue.
+    pub max_concurrency: u32,
+    /// Requests allowed to wait for a free slot; past it a request gets 503 at once.
+    pub max_queue: u32,
+    /// Largest request body accepted; a larger one gets 413.
+    pub max_body_bytes: u64,
+    /// One structured line per request on stdout (fuel, wall time, peak memory, status).
+    pub metering: bool,
+    /// Where Prometheus counters are served, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
+    /// SIGTERM drains in-flight requests for at most this long, then the process exits 0.
+    pub drain_timeout: Duration,
+}
+
+impl Default for HttpPlan {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            request_timeout: Duration::from_secs(60),
+            instance_memory_bytes: 256 << 20,
+            max_concurrency: 256,
+            max_queue: 1024,
+            max_body_bytes: 1 << 30,
+            metering: false,
+            metrics_listen: None,
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
 }

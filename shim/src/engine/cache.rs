@@ -38,6 +38,8 @@ pub(crate) struct CompileCache {
     max_bytes: u64,
     /// Compiles on a miss out of process (see [`super::helper`]); `None`: in process.
     helper: Option<PathBuf>,
+    /// The helper's arguments after the command: which engine to build.
+    helper_args: Vec<&'static str>,
 }
 
 /// Result of [`CompileCache::load_or_compile`].
@@ -57,6 +59,7 @@ impl CompileCache {
         engine: &wasmtime::Engine,
         max_bytes: u64,
         helper: Option<PathBuf>,
+        helper_args: Vec<&'static str>,
     ) -> Result<Self, EngineError> {
         DirBuilder::new()
             .recursive(true)
@@ -72,6 +75,7 @@ impl CompileCache {
             engine_digest: engine_digest(engine),
             max_bytes,
             helper,
+            helper_args,
         })
     }
 
@@ -121,7 +125,9 @@ impl CompileCache {
         }
 
         if let Some(helper) = &self.helper {
-            match super::helper::compile_in(helper, wasm).map(|()| deserialize(&file)) {
+            match super::helper::compile_in(helper, &self.helper_args, wasm)
+                .map(|()| deserialize(&file))
+            {
                 Ok(Ok(value)) => {
                     log::info!("compiled in the compile helper: {}", file.display());
                     return Ok(Cached {
@@ -260,8 +266,8 @@ mod tests {
             source,
         })?;
         let engine = wasmtime::Engine::default();
-        let a = CompileCache::open(dir.path(), &engine, u64::MAX, None)?;
-        let b = CompileCache::open(dir.path(), &engine, u64::MAX, None)?;
+        let a = CompileCache::open(dir.path(), &engine, u64::MAX, None, vec![])?;
+        let b = CompileCache::open(dir.path(), &engine, u64::MAX, None, vec![])?;
         assert_eq!(a.file_for(b"one"), b.file_for(b"one"));
         assert_ne!(a.file_for(b"one"), a.file_for(b"two"));
         let name = a.file_for(b"one");

@@ -31,7 +31,9 @@
 
 use std::path::PathBuf;
 
-use wasmtime::{Config, OptLevel, WasmBacktraceDetails};
+use wasmtime::{
+    Config, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, WasmBacktraceDetails,
+};
 
 /// Default directory of the compile cache. `/var/cache` because its content is derived data:
 /// deleting it is always safe (running guests keep their unlinked files mapped) and only
@@ -87,7 +89,25 @@ pub struct EngineConfig {
     /// and stores the artifact in this cache, so the compiler's memory is not kept by the shim
     /// (see `engine::helper`). `None` compiles in process.
     pub compile_helper: Option<PathBuf>,
+    /// `Some` for an engine that serves HTTP handler components (see [`Serving`]).
+    pub serving: Option<Serving>,
 }
+
+/// What a serving engine adds: async calls (requests share threads), epoch interruption
+/// (per-request deadlines), the pooling allocator (an instance per request in microseconds,
+/// memory slots reused copy-on-write), and, for metering, fuel.
+///
+/// Each of these changes the generated code or the engine's compatibility hash, so a serving
+/// engine compiles its own cache files and a program compiled to be run never meets it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Serving {
+    /// Count fuel (one unit per wasm operator, roughly) so each request's cost can be billed.
+    pub metering: bool,
+}
+
+/// Component instances the pool holds: the most requests one container can run at once.
+/// Only address space is reserved up front; slots are touched as requests use them.
+pub const POOL_INSTANCES: u32 = 1000;
 
 impl Default for EngineConfig {
     fn default() -> Self {
@@ -99,6 +119,7 @@ impl Default for EngineConfig {
             parallel_compilation: true,
             cache_max_bytes: DEFAULT_CACHE_MAX_BYTES,
             compile_helper: None,
+            serving: None,
         }
     }
 }
@@ -137,6 +158,91 @@ impl EngineConfig {
             // details would make every load parse debug info, and would otherwise depend on
             // the WASMTIME_BACKTRACE_DETAILS variable of whoever started the shim.
             .wasm_backtrace_details(WasmBacktraceDetails::Disable);
+        if let Some(serving) = self.serving {
+            config
+                .epoch_interruption(true)
+                .consume_fuel(serving.metering)
+                .allocation_strategy(InstanceAllocationStrategy::Pooling(pool()));
+        }
         config
+    }
+
+    /// Arguments that make the compile helper build the same engine (see `engine::helper`).
+    pub(crate) fn helper_args(&self) -> Vec<&'static str> {
+        match self.serving {
+            None => vec![],
+            Some(Serving { metering: false }) => vec![SERVING_ARG],
+            Some(Serving { metering: true }) => vec![SERVING_ARG, METERING_ARG],
+        }
+    }
+
+    /// The serving settings that [`Self::helper_args`] wrote.
+    pub fn serving_from_args<S: AsRef<str>>(args: &[S]) -> Option<Serving> {
+        let has = |want: &str| args.iter().any(|a| a.as_ref() == want);
+        has(SERVING_ARG).then(|| Serving {
+            metering: has(METERING_ARG),
+        })
+    }
+}
+
+const SERVING_ARG: &str = "--serving";
+const METERING_ARG: &str = "--metering";
+
+/// The instance pool of a serving engine. A component is several core instances (the
+/// program, the WASI adapter's shims) with one or two memories and a few tables, hence the
+/// multiples; limits per slot stay wasmtime's defaults.
+fn pool() -> PoolingAllocationConfig {
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(POOL_INSTANCES)
+        .total_core_instances(4 * POOL_INSTANCES)
+        .total_memories(2 * POOL_INSTANCES)
+        .total_tables(4 * POOL_INSTANCES)
+        .total_stacks(POOL_INSTANCES);
+    pool
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn helper_args_round_trip() {
+        for serving in [
+            None,
+            Some(Serving { metering: false }),
+            Some(Serving { metering: true }),
+        ] {
+            let config = EngineConfig {
+                serving,
+                ..EngineConfig::default()
+            };
+            assert_eq!(
+                EngineConfig::serving_from_args(&config.helper_args()),
+                serving
+            );
+        }
+    }
+
+    #[test]
+    fn serving_engines_compile_for_other_cache_files() {
+        let plain = wasmtime::Engine::new(&EngineConfig::default().wasmtime_config()).unwrap();
+        let serving = EngineConfig {
+            serving: Some(Serving { metering: false }),
+            ..EngineConfig::default()
+        };
+        let metered = EngineConfig {
+            serving: Some(Serving { metering: true }),
+            ..EngineConfig::default()
+        };
+        let serving = wasmtime::Engine::new(&serving.wasmtime_config()).unwrap();
+        let metered = wasmtime::Engine::new(&metered.wasmtime_config()).unwrap();
+        let hash = |e: &wasmtime::Engine| {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            e.precompile_compatibility_hash().hash(&mut h);
+            h.finish()
+        };
+        assert_ne!(hash(&plain), hash(&serving));
+        assert_ne!(hash(&serving), hash(&metered));
     }
 }

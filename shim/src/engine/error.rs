@@ -206,6 +206,16 @@ pub enum EngineError {
          blocking calls would block_on that runtime (and after a fork its workers are gone)"
     )]
     InsideAsyncRuntime,
+
+    /// An HTTP handler was given to [`super::WasmEngine::run`], or a program that is not one
+    /// to a serving engine.
+    #[error("{path}: {reason}")]
+    WrongEngine {
+        /// The program.
+        path: PathBuf,
+        /// Which way round.
+        reason: &'static str,
+    },
 }
 
 impl EngineError {
@@ -230,7 +240,8 @@ impl EngineError {
             | EngineError::CodeFileClosed { .. }
             | EngineError::Preopen { .. }
             | EngineError::Instantiate { .. }
-            | EngineError::InsideAsyncRuntime => false,
+            | EngineError::InsideAsyncRuntime
+            | EngineError::WrongEngine { .. } => false,
         }
     }
 }

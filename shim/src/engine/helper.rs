@@ -22,9 +22,10 @@ pub const COMPILE_COMMAND: &str = "compile-cache";
 
 /// Runs `helper compile-cache`, feeding it `wasm`; returns its stderr when it failed (or
 /// could not be run).
-pub(crate) fn compile_in(helper: &Path, wasm: &[u8]) -> Result<(), String> {
+pub(crate) fn compile_in(helper: &Path, args: &[&str], wasm: &[u8]) -> Result<(), String> {
     let mut child = Command::new(helper)
         .arg(COMPILE_COMMAND)
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

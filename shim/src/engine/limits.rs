@@ -38,6 +38,16 @@ impl GuestLimiter {
     pub(crate) fn refused(&self) -> bool {
         self.refused
     }
+
+    /// The cap in bytes (`usize::MAX` for none).
+    pub(crate) fn cap(&self) -> usize {
+        self.max_memory.unwrap_or(usize::MAX)
+    }
+
+    /// Bytes granted to all memories so far: memories never shrink, so this is the peak.
+    pub(crate) fn granted(&self) -> usize {
+        self.granted
+    }
 }
 
 impl ResourceLimiter for GuestLimiter {

@@ -34,6 +34,7 @@ mod evict;
 mod exit;
 mod fds;
 mod helper;
+pub mod http;
 mod limits;
 mod program;
 mod run;
@@ -46,10 +47,11 @@ use std::path::Path;
 
 use wasmtime::component::{Component, Linker as ComponentLinker};
 use wasmtime::{Engine, Linker};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 pub use self::config::{
-    EngineConfig, DEFAULT_CACHE_DIR, DEFAULT_CACHE_MAX_BYTES, DEFAULT_MEMORY_GUARD_SIZE,
-    DEFAULT_MEMORY_RESERVATION,
+    EngineConfig, Serving, DEFAULT_CACHE_DIR, DEFAULT_CACHE_MAX_BYTES, DEFAULT_MEMORY_GUARD_SIZE,
+    DEFAULT_MEMORY_RESERVATION, POOL_INSTANCES,
 };
 pub use self::error::{EngineError, ProgramKind};
 pub use self::exit::{GuestExit, OOM_EXIT_CODE, TRAP_EXIT_CODE};
@@ -76,6 +78,8 @@ pub struct WasmEngine {
     cache: CompileCache,
     p1_linker: Linker<P1State>,
     p2_linker: ComponentLinker<P2State>,
+    /// Set for a serving engine, which loads only HTTP handlers.
+    http_linker: Option<ComponentLinker<http::HttpState>>,
     share_initial_memory: bool,
 }
 
@@ -105,6 +109,7 @@ impl WasmEngine {
             &engine,
             config.cache_max_bytes,
             config.compile_helper.clone(),
+            config.helper_args(),
         )?;
 
         // Linkers only hold host function definitions: building them starts no runtime.
@@ -116,12 +121,21 @@ impl WasmEngine {
             .map_err(config_err)?;
         let mut p2_linker = ComponentLinker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut p2_linker).map_err(config_err)?;
+        let http_linker = match config.serving {
+            None => None,
+            Some(_) => {
+                let mut linker = ComponentLinker::new(&engine);
+                http::add_to_linker(&mut linker).map_err(config_err)?;
+                Some(linker)
+            }
+        };
 
         Ok(Self {
             engine,
             cache,
             p1_linker,
             p2_linker,
+            http_linker,
             share_initial_memory,
         })
     }
@@ -185,6 +199,13 @@ impl WasmEngine {
         // dropped; a fork must not catch it halfway (see `fork_gate`). Declared first, the
         // guard is dropped last, after whatever an error path drops; compiling runs outside.
         let _gate;
+        if self.http_linker.is_some() && !http::exports_http_handler(bytes) {
+            return Err(EngineError::WrongEngine {
+                path: path.to_owned(),
+                reason: "a serving engine loads only components exporting \
+                         wasi:http/incoming-handler",
+            });
+        }
         if wasmparser::Parser::is_core_wasm(bytes) {
             let cached = self.cache.load_or_compile(
                 bytes,
@@ -242,17 +263,30 @@ impl WasmEngine {
             _gate = crate::fork_gate::shared();
             let (component, retained) = cached.value;
             check_component_imports(path, &component)?;
-            let pre = self
-                .p2_linker
-                .instantiate_pre(&component)
-                .map_err(|err| link_error(path, &err))?;
+            let linked = match &self.http_linker {
+                None => Linked::Component(
+                    self.p2_linker
+                        .instantiate_pre(&component)
+                        .map_err(|err| link_error(path, &err))?,
+                ),
+                Some(linker) => {
+                    let pre = linker
+                        .instantiate_pre(&component)
+                        .map_err(|err| link_error(path, &err))?;
+                    Linked::Http(ProxyPre::new(pre).map_err(|_| EngineError::WrongEngine {
+                        path: path.to_owned(),
+                        reason: "a serving engine was given a component that does not export \
+                                 wasi:http/incoming-handler",
+                    })?)
+                }
+            };
             let retained = self.retained(retained);
             Ok(Program::new(
                 path,
                 cached.file,
                 cached.hit,
                 retained,
-                Linked::Component(pre),
+                linked,
             ))
         } else {
             Err(EngineError::NotWasm {

@@ -12,9 +12,11 @@ use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, InstancePre as ComponentPre};
 use wasmtime::{ExternType, InstancePre, Module, ValType};
 use wasmtime_wasi::p2::bindings::sync::CommandPre;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use super::error::{reason, EngineError, ProgramKind};
 use super::fds::RetainedFd;
+use super::http::HttpState;
 use super::wasi::{P1State, P2State};
 
 /// Core module import namespaces wasmpod provides (preview 1 and its predecessor).
@@ -53,6 +55,8 @@ impl Drop for Program {
 pub(crate) enum Linked {
     Module(InstancePre<P1State>),
     Component(ComponentPre<P2State>),
+    /// An HTTP handler, linked by a serving engine: instantiated once per request.
+    Http(ProxyPre<HttpState>),
 }
 
 impl std::fmt::Debug for Program {
@@ -84,14 +88,8 @@ impl Program {
                 .filter(|e| matches!(e.ty(), ExternType::Func(_)))
                 .map(|e| e.name().to_owned())
                 .collect(),
-            Linked::Component(pre) => {
-                let component = pre.component();
-                component
-                    .component_type()
-                    .exports(component.engine())
-                    .map(|(name, _)| name.to_owned())
-                    .collect()
-            }
+            Linked::Component(pre) => component_exports(pre.component()),
+            Linked::Http(pre) => component_exports(pre.instance_pre().component()),
         };
         Self {
             path: path.to_owned(),
@@ -112,8 +110,23 @@ impl Program {
     pub fn kind(&self) -> ProgramKind {
         match *self.linked {
             Linked::Module(_) => ProgramKind::Module,
-            Linked::Component(_) => ProgramKind::Component,
+            Linked::Component(_) | Linked::Http(_) => ProgramKind::Component,
         }
+    }
+
+    /// The engine the program was compiled for.
+    pub(crate) fn wasmtime_engine(&self) -> &wasmtime::Engine {
+        match &*self.linked {
+            Linked::Module(pre) => pre.module().engine(),
+            Linked::Component(pre) => pre.component().engine(),
+            Linked::Http(pre) => pre.engine(),
+        }
+    }
+
+    /// Whether the program is an HTTP handler to serve, one instance per request, rather than
+    /// a program to run once.
+    pub fn serves_http(&self) -> bool {
+        matches!(*self.linked, Linked::Http(_))
     }
 
     /// Exported function names of a module, or top-level export names of a component
@@ -168,6 +181,10 @@ impl Program {
             }
             (Linked::Component(pre), None) => self.command(pre).map(drop),
             (Linked::Component(pre), Some(name)) => self.check_component_export(pre, name),
+            (Linked::Http(_), None) => Ok(()),
+            (Linked::Http(pre), Some(name)) => {
+                self.check_component_export(pre.instance_pre(), name)
+            }
         }
     }
 
@@ -207,9 +224,9 @@ impl Program {
         })
     }
 
-    fn check_component_export(
+    fn check_component_export<T: 'static>(
         &self,
-        pre: &ComponentPre<P2State>,
+        pre: &ComponentPre<T>,
         name: &str,
     ) -> Result<(), EngineError> {
         let component = pre.component();
@@ -245,6 +262,14 @@ pub(crate) enum EntryResult {
     Unit,
     /// `() -> i32`: the result is the exit status.
     ExitCode,
+}
+
+fn component_exports(component: &Component) -> Vec<String> {
+    component
+        .component_type()
+        .exports(component.engine())
+        .map(|(name, _)| name.to_owned())
+        .collect()
 }
 
 /// Rejects core module imports outside WASI preview 1 with a message naming the first one.

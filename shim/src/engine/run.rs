@@ -31,6 +31,10 @@ pub(crate) fn run(
     program.check_retained_fds()?;
     // The store uses the program's own engine, so a program can never meet a foreign engine.
     match &*program.linked {
+        Linked::Http(_) => Err(EngineError::WrongEngine {
+            path: program.path().to_owned(),
+            reason: "an HTTP handler component is served (crate::serve), not run to completion",
+        }),
         Linked::Module(pre) => {
             let mut store = Store::new(pre.module().engine(), P1State::new(plan, io)?);
             store.limiter(|state| &mut state.limiter);

@@ -121,12 +121,27 @@ pub(crate) fn guest_env(plan: &WasiPlan) -> Vec<(String, String)> {
     env
 }
 
+/// The WASI context of one HTTP request's instance: the plan's grants, the container's stdio
+/// (stdout and stderr are its log). Instances share the server's threads, so filesystem calls
+/// go through tokio's blocking pool instead of blocking a worker.
+pub(crate) fn serving_ctx(plan: &WasiPlan) -> Result<WasiCtx, EngineError> {
+    Ok(configured(WasiCtxBuilder::new(), plan, GuestIo::Inherit)?.build())
+}
+
 /// A WASI context builder configured from the plan.
 fn builder(plan: &WasiPlan, io: GuestIo) -> Result<WasiCtxBuilder, EngineError> {
     let mut b = WasiCtxBuilder::new();
     // The guest runs alone on this thread: filesystem calls may block it directly instead of
     // bouncing through tokio's blocking pool. Must be set before the preopens are added.
     b.allow_blocking_current_thread(true);
+    configured(b, plan, io)
+}
+
+fn configured(
+    mut b: WasiCtxBuilder,
+    plan: &WasiPlan,
+    io: GuestIo,
+) -> Result<WasiCtxBuilder, EngineError> {
     b.args(&plan.argv);
     b.envs(&guest_env(plan));
     b.initial_cwd(plan.cwd.to_string_lossy());
@@ -205,6 +220,7 @@ mod tests {
             },
             network: NetworkAccess::Denied,
             limits: GuestLimits::default(),
+            http: Default::default(),
         }
     }
 

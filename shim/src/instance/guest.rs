@@ -19,8 +19,8 @@ pub const SETUP_FAILED: i32 = 126;
 pub struct WasmGuest {
     id: String,
     engine: Arc<WasmEngine>,
-    program: Program,
-    plan: WasiPlan,
+    program: Arc<Program>,
+    plan: Arc<WasiPlan>,
     /// Where to report running out of memory: the init process's [`OomReport::writer`].
     oom_report: Option<RawFd>,
 }
@@ -37,8 +37,8 @@ impl WasmGuest {
         Self {
             id: id.to_string(),
             engine,
-            program,
-            plan,
+            program: Arc::new(program),
+            plan: Arc::new(plan),
             oom_report,
         }
     }
@@ -89,6 +89,16 @@ impl Guest for WasmGuest {
     }
 
     fn run(&self) -> i32 {
+        if self.program.serves_http() {
+            return match crate::serve::serve(self.program.clone(), self.plan.clone()) {
+                Ok(code) => code,
+                Err(e) => {
+                    error!("{}: {e}", self.id);
+                    eprintln!("wasmpod: {e}");
+                    SETUP_FAILED
+                }
+            };
+        }
         match self.engine.run(&self.program, &self.plan, GuestIo::Inherit) {
             Ok(exit) => {
                 match &exit {

@@ -12,7 +12,7 @@ use oci_spec::runtime::Spec;
 
 use super::guest::WasmGuest;
 use super::layers::ImageLayers;
-use crate::engine::{EngineConfig, WasmEngine};
+use crate::engine::{http::exports_http_handler, EngineConfig, Serving, WasmEngine};
 use crate::error::Result;
 use crate::image::manifest;
 use crate::isolation::rootfs::{self, ProgramKind};
@@ -24,24 +24,33 @@ pub const CACHE_DIR_ENV: &str = "WASMPOD_CACHE_DIR";
 /// Size bound of the compile cache in MiB, unless the default (2048) is fine.
 pub const CACHE_MAX_MB_ENV: &str = "WASMPOD_CACHE_MAX_MB";
 
-/// Turns a spec's process into a workload; holds the shim's one wasmtime engine, made on
-/// first use (a shim that only runs native containers never builds one).
+/// Turns a spec's process into a workload; holds the shim's wasmtime engines, each made on
+/// first use (a shim that only runs native containers never builds one): one for programs
+/// that run to completion, and one each for serving HTTP handlers with and without metering.
 #[derive(Default)]
 pub struct Loader {
     engine: OnceLock<Arc<WasmEngine>>,
+    serving: OnceLock<Arc<WasmEngine>>,
+    metered: OnceLock<Arc<WasmEngine>>,
 }
 
 impl Loader {
-    fn engine(&self) -> Result<Arc<WasmEngine>> {
-        if let Some(engine) = self.engine.get() {
+    fn engine(&self, serving: Option<Serving>) -> Result<Arc<WasmEngine>> {
+        let slot = match serving {
+            None => &self.engine,
+            Some(Serving { metering: false }) => &self.serving,
+            Some(Serving { metering: true }) => &self.metered,
+        };
+        if let Some(engine) = slot.get() {
             return Ok(engine.clone());
         }
         let config = EngineConfig {
             compile_helper: shim_binary(),
+            serving,
             ..engine_config_from_env()
         };
         let engine = Arc::new(WasmEngine::new(config)?);
-        Ok(self.engine.get_or_init(|| engine).clone())
+        Ok(slot.get_or_init(|| engine).clone())
     }
 
     /// Finds `process.args[0]` in `rootfs`, else among the image's wasm layers; decides what it
@@ -100,7 +109,15 @@ impl Loader {
                 Ok(Workload::Exec)
             }
             Some(ProgramKind::Wasm) => {
-                let engine = self.engine()?;
+                // An HTTP handler is served, by an engine built for it; `#export` runs one
+                // function of it instead, like any component.
+                let serving = (export.is_none() && exports_http_handler(&bytes))
+                    .then(|| spec::http_plan(&env))
+                    .transpose()?
+                    .map(|http| Serving {
+                        metering: http.metering,
+                    });
+                let engine = self.engine(serving)?;
                 let program = engine.load(&path, &bytes)?;
                 // A missing `_start` / `wasi:cli/run` / `#export` fails Create, not the container.
                 program.check_entry(export)?;
@@ -163,11 +180,14 @@ fn shim_binary() -> Option<PathBuf> {
 ///
 /// # Errors
 /// Unreadable stdin, not wasm, invalid wasm, or the cache could not be written.
-pub fn compile_stdin_into_cache() -> Result<PathBuf> {
+pub fn compile_stdin_into_cache(args: &[String]) -> Result<PathBuf> {
     let mut bytes = Vec::new();
     std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
         .map_err(|e| crate::error::Error::io("reading the program from stdin", e))?;
-    let engine = WasmEngine::new(engine_config_from_env())?;
+    let engine = WasmEngine::new(EngineConfig {
+        serving: EngineConfig::serving_from_args(args),
+        ..engine_config_from_env()
+    })?;
     Ok(engine.compile_into_cache(&bytes)?)
 }
 

@@ -69,6 +69,17 @@ pub enum SpecError {
         destination: PathBuf,
     },
 
+    /// A `WASMPOD_HTTP_*` serving setting in `process.env` is unknown or has a bad value.
+    #[error("process.env {name}={value:?}: {reason}")]
+    HttpSetting {
+        /// The variable.
+        name: String,
+        /// Its value as written.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// The entrypoint program does not exist in the container.
     #[error("entrypoint {entrypoint:?} not found in the container rootfs ({searched})")]
     EntrypointNotFound {

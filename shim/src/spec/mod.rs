@@ -14,6 +14,7 @@
 
 pub mod entrypoint;
 pub mod error;
+pub mod http;
 pub mod limits;
 pub mod mounts;
 pub mod process;
@@ -24,6 +25,7 @@ use oci_spec::runtime::Spec;
 
 pub use entrypoint::{resolve_entrypoint, split_export, DEFAULT_PATH};
 pub use error::{EntrypointLookup, SpecError};
+pub use http::http_plan;
 pub use limits::{guest_limits, guest_memory_cap, network_access};
 pub use mounts::preopens;
 pub use process::{guest_cwd, parse_env};
@@ -104,6 +106,7 @@ fn plan_with(
         .chain(rest.iter().cloned())
         .collect();
     let linux = spec.linux().as_ref();
+    let http = http_plan(&env)?;
     Ok(WasiPlan {
         argv,
         env,
@@ -115,6 +118,7 @@ fn plan_with(
         },
         network: network_access(linux),
         limits: guest_limits(linux),
+        http,
     })
 }
 

@@ -79,6 +79,7 @@ fn default_spec_maps_completely() {
             },
             network: NetworkAccess::ContainerNamespace,
             limits: GuestLimits::default(),
+            http: Default::default(),
         })
     );
 }

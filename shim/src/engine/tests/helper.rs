@@ -114,13 +114,13 @@ fn an_invalid_program_keeps_its_precise_error_behind_a_helper() {
 fn a_helper_failure_names_its_status_and_stderr() {
     let work = tempfile::tempdir().unwrap();
     let helper = script(work.path(), "cat >/dev/null; echo it broke >&2; exit 3");
-    let err = compile_in(&helper, b"\0asm").unwrap_err();
+    let err = compile_in(&helper, &[], b"\0asm").unwrap_err();
     assert!(
         err.contains("exit status: 3") && err.contains("it broke"),
         "{err}"
     );
-    let err = compile_in(&work.path().join("missing"), b"").unwrap_err();
+    let err = compile_in(&work.path().join("missing"), &[], b"").unwrap_err();
     assert!(err.contains("cannot run"), "{err}");
     // A helper that exits 0 is taken at its word; the caller then checks the file.
-    compile_in(&script(work.path(), "cat >/dev/null"), b"\0asm").expect("success");
+    compile_in(&script(work.path(), "cat >/dev/null"), &[], b"\0asm").expect("success");
 }

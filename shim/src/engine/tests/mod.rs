@@ -56,6 +56,7 @@ fn plan() -> WasiPlan {
         },
         network: NetworkAccess::Denied,
         limits: GuestLimits::default(),
+        http: Default::default(),
     }
 }
 
