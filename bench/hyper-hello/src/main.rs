@@ -35,7 +35,10 @@ async fn main() {
         eprintln!("hyper-hello: bind {addr}: {e}");
         std::process::exit(2)
     });
-    eprintln!("hyper-hello: listening on http://{}", listener.local_addr().unwrap());
+    eprintln!(
+        "hyper-hello: listening on http://{}",
+        listener.local_addr().unwrap()
+    );
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(s) => s,
