@@ -20,6 +20,7 @@
 //!   (`Update` and `ResizePty` with sizes of the test's choosing, which ctr cannot send;
 //!   `Kill`, whose status code ctr 2.x does not print).
 //! - `terminal`: [`terminal::InTerminal`], a command on a pty of its own (`ctr run -t`).
+//! - `http`: a minimal HTTP/1.1 client for the serving tests (streams and hashes bodies).
 //!
 //! ```no_run
 //! use wasmpod_integration::{images, with_containerd};
@@ -45,6 +46,7 @@ pub mod containerd;
 pub mod cri;
 pub mod docker;
 pub mod events;
+pub mod http;
 pub mod images;
 pub mod paths;
 pub mod process;

@@ -341,6 +341,11 @@ impl<'a> Spawned<'a> {
         fs::read_to_string(&self.out).unwrap_or_default()
     }
 
+    /// What the container has written to stderr so far.
+    pub fn stderr_so_far(&self) -> String {
+        fs::read_to_string(&self.err).unwrap_or_default()
+    }
+
     /// Waits for `ctr run` to exit.
     ///
     /// # Errors
