@@ -345,3 +345,24 @@ fn a_misspelt_setting_fails_create() -> Result<()> {
         Ok(())
     })
 }
+
+/// `wasmpod image inspect` says a handler targets the `wasi:http/proxy` world, so users know
+/// before running it that it will be served.
+#[test]
+fn inspect_names_the_proxy_world() -> Result<()> {
+    let cli = wasmpod_integration::paths::require_cli()?;
+    let wasm = wasmpod_integration::paths::programs_dir().join("http-handler.wasm");
+    let out = std::process::Command::new(cli)
+        .args(["image", "inspect"])
+        .arg(&wasm)
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    ensure!(out.status.success(), "{stdout} {:?}", out.stderr);
+    ensure!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("world:") && l.contains("wasi:http/proxy@0.2")),
+        "{stdout}"
+    );
+    Ok(())
+}
