@@ -12,6 +12,19 @@
 //! (both write identical bytes, the last rename wins) and nobody ever maps a half-written file.
 //! A file is never modified in place, which also keeps existing mappings valid (truncating a
 //! mapped file would SIGBUS the guests using it).
+//!
+//! # Integrity
+//!
+//! wasmtime checks an artifact's header and engine compatibility, not its code: a bit flipped
+//! on disk would run. So every file ends in a trailer, [`TRAILER_MAGIC`] and the sha256 of
+//! everything before it, and a file is mapped only after its digest checks out (reading a
+//! file that is in the page cache costs a fraction of a millisecond per MB with SHA-NI). A
+//! truncated, corrupt or trailer-less file is logged, removed and recompiled; it never runs.
+//!
+//! # When the directory cannot be written
+//!
+//! A full or read-only cache directory does not stop a container: the artifact compiled in
+//! the shim is used from memory (private to that container, not shared), with a warning.
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::hash::Hasher;
@@ -27,6 +40,10 @@ use super::error::{reason, EngineError};
 /// Distinguishes temporary files of concurrent loads within one process (the pid distinguishes
 /// processes).
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Marks the end of a cache file: magic, then the sha256 of everything before the trailer.
+pub(crate) const TRAILER_MAGIC: &[u8; 8] = b"wpodsum1";
+const TRAILER_LEN: usize = TRAILER_MAGIC.len() + 32;
 
 /// The cache directory plus the digest of everything about the engine that compiled code
 /// depends on.
@@ -61,15 +78,21 @@ impl CompileCache {
         helper: Option<PathBuf>,
         helper_args: Vec<&'static str>,
     ) -> Result<Self, EngineError> {
-        DirBuilder::new()
+        let created = DirBuilder::new()
             .recursive(true)
             // The engine maps these files as code: nobody else may write here.
             .mode(0o700)
-            .create(dir)
-            .map_err(|source| EngineError::CacheDir {
-                path: dir.to_owned(),
-                source,
-            })?;
+            .create(dir);
+        if let Err(source) = created {
+            // Containers still start: every store fails and programs run from memory.
+            log::warn!(
+                "{}; programs will be compiled for each container",
+                EngineError::CacheDir {
+                    path: dir.to_owned(),
+                    source
+                }
+            );
+        }
         Ok(Self {
             dir: dir.to_owned(),
             engine_digest: engine_digest(engine),
@@ -102,10 +125,11 @@ impl CompileCache {
         wasm: &[u8],
         compile: impl FnOnce() -> Result<Vec<u8>, EngineError>,
         deserialize: impl Fn(&Path) -> wasmtime::Result<T>,
+        deserialize_bytes: impl FnOnce(&[u8]) -> wasmtime::Result<T>,
     ) -> Result<Cached<T>, EngineError> {
         let file = self.file_for(wasm);
         // `exists` then open is racy, but losing the race only means a spurious miss below.
-        if file.exists() {
+        if file.exists() && self.intact(&file) {
             match deserialize(&file) {
                 Ok(value) => {
                     log::debug!("compile cache hit: {}", file.display());
@@ -125,9 +149,9 @@ impl CompileCache {
         }
 
         if let Some(helper) = &self.helper {
-            match super::helper::compile_in(helper, &self.helper_args, wasm)
-                .map(|()| deserialize(&file))
-            {
+            let compiled = super::helper::compile_in(helper, &self.helper_args, wasm)
+                .and_then(|()| verify(&file));
+            match compiled.map(|()| deserialize(&file)) {
                 Ok(Ok(value)) => {
                     log::info!("compiled in the compile helper: {}", file.display());
                     return Ok(Cached {
@@ -145,7 +169,18 @@ impl CompileCache {
             }
         }
         let artifact = compile()?;
-        self.store(&file, &artifact)?;
+        if let Err(err) = self.store(&file, &artifact) {
+            log::warn!("{err}; running this program from memory, not shared with others");
+            let value = deserialize_bytes(&artifact).map_err(|err| EngineError::CacheLoad {
+                path: file.clone(),
+                reason: reason(&err),
+            })?;
+            return Ok(Cached {
+                value,
+                file,
+                hit: false,
+            });
+        }
         // Map the file rather than the in-memory artifact: the page cache copy is shared with
         // every other container running this program, the Vec would be private to this one.
         let value = deserialize(&file).map_err(|err| EngineError::CacheLoad {
@@ -163,11 +198,48 @@ impl CompileCache {
 impl CompileCache {
     /// Stores `artifact` as `file` (from [`Self::file_for`]) and keeps the cache in its bound.
     pub(crate) fn store(&self, file: &Path, artifact: &[u8]) -> Result<(), EngineError> {
-        write_atomically(file, artifact)?;
+        let digest = Sha256::digest(artifact);
+        let mut trailer = Vec::with_capacity(TRAILER_LEN);
+        trailer.extend_from_slice(TRAILER_MAGIC);
+        trailer.extend_from_slice(&digest);
+        write_atomically(file, &[artifact, &trailer])?;
         log::debug!("compile cache store: {}", file.display());
         super::evict::evict(&self.dir, self.max_bytes, file);
         Ok(())
     }
+}
+
+impl CompileCache {
+    /// Whether `file`'s digest checks out; a file that fails is logged and removed.
+    fn intact(&self, file: &Path) -> bool {
+        match verify(file) {
+            Ok(()) => true,
+            Err(why) => {
+                log::warn!(
+                    "compile cache file {} is unusable ({why}): removed, recompiling",
+                    file.display()
+                );
+                let _ = fs::remove_file(file);
+                false
+            }
+        }
+    }
+}
+
+/// Checks a cache file's trailer and digest.
+pub(crate) fn verify(file: &Path) -> Result<(), String> {
+    let bytes = fs::read(file).map_err(|e| format!("cannot read it: {e}"))?;
+    let Some(body_len) = bytes.len().checked_sub(TRAILER_LEN) else {
+        return Err(format!("truncated: {} bytes", bytes.len()));
+    };
+    let (body, trailer) = bytes.split_at(body_len);
+    if &trailer[..TRAILER_MAGIC.len()] != TRAILER_MAGIC {
+        return Err("no integrity trailer (truncated, or written by another version)".into());
+    }
+    if Sha256::digest(body)[..] != trailer[TRAILER_MAGIC.len()..] {
+        return Err("digest mismatch: the file changed on disk".into());
+    }
+    Ok(())
 }
 
 /// sha256 of the engine's `precompile_compatibility_hash` stream: wasmtime version, compiler,
@@ -204,8 +276,8 @@ fn hex(bytes: &[u8]) -> String {
         })
 }
 
-/// Writes `bytes` to `dest` so that readers see either the old file or the complete new one.
-fn write_atomically(dest: &Path, bytes: &[u8]) -> Result<(), EngineError> {
+/// Writes `parts` to `dest` so that readers see either the old file or the complete new one.
+fn write_atomically(dest: &Path, parts: &[&[u8]]) -> Result<(), EngineError> {
     let dir = dest.parent().unwrap_or(Path::new("."));
     let name = dest
         .file_name()
@@ -221,7 +293,7 @@ fn write_atomically(dest: &Path, bytes: &[u8]) -> Result<(), EngineError> {
         move |source| EngineError::CacheWrite { path, source }
     };
 
-    let result = write_and_sync(&tmp, bytes)
+    let result = write_and_sync(&tmp, parts)
         .map_err(write_err(&tmp))
         .and_then(|()| fs::rename(&tmp, dest).map_err(write_err(dest)));
     if result.is_err() {
@@ -240,13 +312,15 @@ fn write_atomically(dest: &Path, bytes: &[u8]) -> Result<(), EngineError> {
     Ok(())
 }
 
-fn write_and_sync(path: &Path, bytes: &[u8]) -> io::Result<()> {
+fn write_and_sync(path: &Path, parts: &[&[u8]]) -> io::Result<()> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)?;
-    file.write_all(bytes)?;
+    for part in parts {
+        file.write_all(part)?;
+    }
     file.sync_all()
 }
 
@@ -280,8 +354,8 @@ mod tests {
     fn atomic_write_replaces_and_leaves_no_temp_files() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let dest = dir.path().join("x.cwasm");
-        write_atomically(&dest, b"first")?;
-        write_atomically(&dest, b"second")?;
+        write_atomically(&dest, &[b"first"])?;
+        write_atomically(&dest, &[b"sec", b"ond"])?;
         assert_eq!(fs::read(&dest)?, b"second");
         assert_eq!(fs::read_dir(dir.path())?.count(), 1);
         Ok(())

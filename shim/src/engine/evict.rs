@@ -7,6 +7,23 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+/// A temporary file older than this was left by a writer that died (a compile helper killed
+/// mid-write); a live one finishes in far less.
+const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
+
+fn remove_if_abandoned(path: &Path, meta: &fs::Metadata) {
+    let age = meta
+        .modified()
+        .ok()
+        .and_then(|m| SystemTime::now().duration_since(m).ok());
+    if age.is_some_and(|age| age > ABANDONED_AFTER) && fs::remove_file(path).is_ok() {
+        log::info!(
+            "compile cache: removed abandoned temporary file {}",
+            path.display()
+        );
+    }
+}
+
 /// Marks `file` as just used (best effort).
 pub(crate) fn touch(file: &Path) {
     if let Ok(f) = fs::File::open(file) {
@@ -24,10 +41,14 @@ pub(crate) fn evict(dir: &Path, max_bytes: u64, keep: &Path) -> Vec<PathBuf> {
         .filter_map(|e| {
             let e = e.ok()?;
             let path = e.path();
+            let meta = e.metadata().ok()?;
+            if path.extension()? == "tmp" {
+                remove_if_abandoned(&path, &meta);
+                return None;
+            }
             if path.extension()? != "cwasm" {
                 return None;
             }
-            let meta = e.metadata().ok()?;
             Some((meta.modified().ok()?, meta.len(), path))
         })
         .collect();

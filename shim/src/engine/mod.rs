@@ -46,7 +46,7 @@ mod tests;
 use std::path::Path;
 
 use wasmtime::component::{Component, Linker as ComponentLinker};
-use wasmtime::{Engine, Linker};
+use wasmtime::{Engine, Linker, Module};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 pub use self::config::{
@@ -97,7 +97,8 @@ impl WasmEngine {
     /// # Errors
     ///
     /// [`EngineError::Config`] if wasmtime rejects the configuration or the WASI linkers
-    /// cannot be built; [`EngineError::CacheDir`] if the cache directory cannot be created.
+    /// cannot be built. A cache directory that cannot be created is only a warning: programs then
+    /// run from memory.
     pub fn new(config: EngineConfig) -> Result<Self, EngineError> {
         let config_err = |err: wasmtime::Error| EngineError::Config {
             reason: reason(&err),
@@ -223,6 +224,11 @@ impl WasmEngine {
                     let _gate = crate::fork_gate::shared();
                     unsafe { fds::deserialize_module(&self.engine, file) }
                 },
+                // SAFETY: the artifact `precompile_module` just returned, never written out.
+                |artifact| {
+                    let _gate = crate::fork_gate::shared();
+                    unsafe { Module::deserialize(&self.engine, artifact) }.map(|m| (m, Vec::new()))
+                },
             )?;
             _gate = crate::fork_gate::shared();
             let (module, retained) = cached.value;
@@ -258,6 +264,12 @@ impl WasmEngine {
                         unsafe { Component::deserialize_file(&self.engine, file) }
                             .map(|c| (c, Vec::new()))
                     }
+                },
+                // SAFETY: the artifact `precompile_component` just returned.
+                |artifact| {
+                    let _gate = crate::fork_gate::shared();
+                    unsafe { Component::deserialize(&self.engine, artifact) }
+                        .map(|c| (c, Vec::new()))
                 },
             )?;
             _gate = crate::fork_gate::shared();

@@ -5,6 +5,7 @@
 
 mod component;
 mod helper;
+mod integrity;
 mod load;
 mod run;
 
