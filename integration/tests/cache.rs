@@ -99,3 +99,81 @@ fn compiles_each_program_once() -> Result<()> {
         Ok(())
     })
 }
+
+/// A cache file damaged on disk (one bit flipped) is caught by its digest before it is mapped:
+/// the next run recompiles (a new inode), says why in the shim log, and prints the right output.
+#[test]
+fn a_bit_flipped_cache_file_is_detected_and_recompiled() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let cache = tmp.path().join("cache");
+    let cache_env = cache.display().to_string();
+    with_containerd_env(&[("WASMPOD_CACHE_DIR", &cache_env)], |ctd| {
+        let hello = images().wasm("hello")?;
+        ctd.import(&hello)?;
+        ctd.run(&hello).exec()?.success()?;
+        let file = entries(&cache)?.into_iter().find(|p| is_cwasm(p));
+        let Some(file) = file else {
+            anyhow::bail!("no cache file after the first run");
+        };
+        let mut bytes = fs::read(&file)?;
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x01;
+        fs::write(&file, &bytes)?;
+        let damaged = identity(&file)?;
+
+        let out = ctd.run(&hello).exec()?;
+        out.success()?;
+        ensure!(out.stdout == "hello from wasmpod\n", "{out}");
+        ensure!(identity(&file)? != damaged, "the damaged file was kept");
+        let log = ctd.log_tail(400);
+        ensure!(
+            log.contains("digest mismatch") && log.contains("recompiling"),
+            "no digest line in the log: {}",
+            ctd.log_tail(40)
+        );
+        Ok(())
+    })
+}
+
+/// A full cache filesystem (a 4 KiB tmpfs): the container still starts, the program runs from
+/// memory, and the shim says so once per load.
+#[test]
+fn a_full_cache_filesystem_still_runs_the_program() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let cache = tmp.path().join("cache");
+    fs::create_dir(&cache)?;
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4k,mode=0700", "tmpfs"])
+        .arg(&cache)
+        .status()?;
+    ensure!(mounted.success(), "mount a 4k tmpfs");
+    let _unmount = Unmount(cache.clone());
+    let cache_env = cache.display().to_string();
+    with_containerd_env(&[("WASMPOD_CACHE_DIR", &cache_env)], |ctd| {
+        let hello = images().wasm("hello")?;
+        ctd.import(&hello)?;
+        let out = ctd.run(&hello).exec()?;
+        out.success()?;
+        ensure!(out.stdout == "hello from wasmpod\n", "{out}");
+        let warnings = ctd.log_lines_with("running this program from memory");
+        ensure!(
+            warnings.len() == 1,
+            "want one warning, got {warnings:?}; log: {}",
+            ctd.log_tail(30)
+        );
+        ensure!(
+            entries(&cache)?.iter().all(|p| !is_cwasm(p)),
+            "nothing complete fits"
+        );
+        Ok(())
+    })
+}
+
+/// Unmounts on drop, so a failing test leaves no mount behind.
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
