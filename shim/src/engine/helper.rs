@@ -23,7 +23,20 @@ pub const COMPILE_COMMAND: &str = "compile-cache";
 /// Runs `helper compile-cache`, feeding it `wasm`; returns its stderr when it failed (or
 /// could not be run).
 pub(crate) fn compile_in(helper: &Path, args: &[&str], wasm: &[u8]) -> Result<(), String> {
-    let mut child = Command::new(helper)
+    let mut command = Command::new(helper);
+    // A helper must not outlive a shim killed mid-compile (SIGKILL gives the shim no chance to
+    // stop it): the kernel kills it when the thread that started it, which waits for it,
+    // is gone.
+    // SAFETY: prctl is async-signal-safe, which is all a pre_exec hook may rely on.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command
         .arg(COMPILE_COMMAND)
         .args(args)
         .stdin(Stdio::piped())

@@ -1,0 +1,132 @@
+//! Huge input and the shim killed mid-Create: a module with 100,000 functions runs (compiled
+//! in the compile helper, so the compiler's memory never lands in the shim); a shim SIGKILLed
+//! while it creates a container leaves no process, mount, cgroup, bundle or helper behind, and
+//! the next create works.
+
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Result};
+use wasmpod_integration::process::poll;
+use wasmpod_integration::system::{kill_pid, procs_mentioning};
+use wasmpod_integration::{images, with_containerd_env};
+
+/// A core module of `n` functions `() -> ()`, each `ops` times `i32.const 1; drop`; exports
+/// function 0 as `_start`. Encoded by hand: no toolchain needed for the huge input.
+fn many_functions(n: usize, ops: usize) -> Vec<u8> {
+    fn leb(mut v: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    fn section(id: u8, payload: &[u8], out: &mut Vec<u8>) {
+        out.push(id);
+        leb(payload.len(), out);
+        out.extend_from_slice(payload);
+    }
+    let mut out = b"\0asm\x01\0\0\0".to_vec();
+    section(1, &[1, 0x60, 0, 0], &mut out);
+    let mut funcs = Vec::new();
+    leb(n, &mut funcs);
+    funcs.resize(funcs.len() + n, 0);
+    section(3, &funcs, &mut out);
+    let mut exports = vec![1, 6];
+    exports.extend_from_slice(b"_start");
+    exports.extend_from_slice(&[0, 0]);
+    section(7, &exports, &mut out);
+    let mut body = vec![0];
+    for _ in 0..ops {
+        body.extend_from_slice(&[0x41, 0x01, 0x1a]);
+    }
+    body.push(0x0b);
+    let mut code = Vec::new();
+    leb(n, &mut code);
+    for _ in 0..n {
+        leb(body.len(), &mut code);
+        code.extend_from_slice(&body);
+    }
+    section(10, &code, &mut out);
+    out
+}
+
+#[test]
+fn a_module_with_100k_functions_runs() -> Result<()> {
+    let cache = tempfile::tempdir()?;
+    let cache_env = cache.path().display().to_string();
+    with_containerd_env(&[("WASMPOD_CACHE_DIR", &cache_env)], |ctd| {
+        let wasm = many_functions(100_000, 1);
+        let img = images().wasm_rootfs("f100k", &[("/app.wasm", &wasm)])?;
+        let out = ctd
+            .import(&img)?
+            .run(&img)
+            .timeout(Duration::from_secs(300))
+            .exec()?;
+        out.success()?;
+        let log = ctd.log_tail(400);
+        ensure!(
+            log.contains("compiled in the compile helper"),
+            "the compile must happen outside the shim: {}",
+            ctd.log_tail(30)
+        );
+        // The cached start maps the code instead of compiling it.
+        let again = ctd.run(&img).timeout(Duration::from_secs(120)).exec()?;
+        again.success()?;
+        Ok(())
+    })
+}
+
+/// The shim SIGKILLed while its compile helper compiles (the middle of Create): ctr fails,
+/// the helper dies with the shim, containerd's cleanup (`shim delete`) leaves nothing behind,
+/// and the same program then runs.
+#[test]
+fn a_shim_killed_mid_create_leaves_nothing_behind() -> Result<()> {
+    let cache = tempfile::tempdir()?;
+    let cache_env = cache.path().display().to_string();
+    with_containerd_env(&[("WASMPOD_CACHE_DIR", &cache_env)], |ctd| {
+        let wasm = many_functions(100_000, 20);
+        let img = images().wasm_rootfs("f100k-ops", &[("/app.wasm", &wasm)])?;
+        ctd.import(&img)?;
+        let run = ctd.run(&img).timeout(Duration::from_secs(120)).spawn()?;
+        let helper = poll("the compile helper", Duration::from_secs(60), || {
+            Ok(procs_mentioning("compile-cache")
+                .into_iter()
+                .find(|p| p.argv.iter().any(|a| a == "compile-cache")))
+        })?;
+        let shim = helper.ppid;
+        ensure!(shim > 1, "helper {} has no parent shim", helper.pid);
+        kill_pid(shim);
+        let out = run.wait(Duration::from_secs(60))?;
+        ensure!(
+            out.code() != 0,
+            "ctr run succeeded with its shim killed: {out}"
+        );
+        poll(
+            "the orphaned compile helper to die",
+            Duration::from_secs(10),
+            || Ok((!std::path::Path::new(&format!("/proc/{}", helper.pid)).exists()).then_some(())),
+        )?;
+        // ctr run --rm could not remove what it made: the user's `ctr c rm` then finds
+        // nothing else to clean.
+        for c in ctd.containers()? {
+            let _ = ctd.ctr(["containers", "rm", &c])?;
+        }
+        ctd.assert_clean()?;
+        let cached = cache
+            .path()
+            .read_dir()?
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+            .count();
+        if cached > 1 {
+            bail!("{cached} cache files for one program");
+        }
+        let out = ctd.run(&img).timeout(Duration::from_secs(300)).exec()?;
+        out.success()?;
+        Ok(())
+    })
+}
