@@ -130,3 +130,51 @@ fn a_shim_killed_mid_create_leaves_nothing_behind() -> Result<()> {
         Ok(())
     })
 }
+
+/// The shim SIGKILLed under running tasks (a wasm sleeper and a busybox sleep, each with its
+/// own shim): containerd reports the tasks gone, and its cleanup (`shim delete`) kills what
+/// ran in them: no process, mount, cgroup or bundle is left.
+#[test]
+fn a_shim_killed_under_running_tasks_leaves_nothing_behind() -> Result<()> {
+    let cache = tempfile::tempdir()?;
+    let cache_env = cache.path().display().to_string();
+    with_containerd_env(&[("WASMPOD_CACHE_DIR", &cache_env)], |ctd| {
+        let sleeper = images().wasm("sleeper")?;
+        let busybox = images().busybox()?;
+        ctd.import(&sleeper)?.import(&busybox)?;
+        let tasks = [
+            ctd.run(&sleeper).args(["600"]).detach()?,
+            ctd.run(&busybox).argv(["sleep", "600"]).detach()?,
+        ];
+        for task in &tasks {
+            task.wait_for_status("RUNNING", Duration::from_secs(15))?;
+            let info = ctd.task_list()?.into_iter().find(|t| t.id == task.id());
+            let Some(init) = info.map(|t| t.pid as i32) else {
+                bail!("no pid for {}", task.id());
+            };
+            let shim = procs_mentioning(&ctd.socket().display().to_string())
+                .into_iter()
+                .find(|p| {
+                    p.argv
+                        .first()
+                        .is_some_and(|a| a.contains("containerd-shim-wasmpod"))
+                        && p.argv.iter().any(|a| a == task.id())
+                });
+            let Some(shim) = shim else {
+                bail!("no shim for {}", task.id());
+            };
+            kill_pid(shim.pid);
+            poll(
+                "the container process to be gone",
+                Duration::from_secs(15),
+                || Ok((!std::path::Path::new(&format!("/proc/{init}")).exists()).then_some(())),
+            )?;
+        }
+        for task in tasks {
+            let id = task.release();
+            let _ = ctd.ctr(["tasks", "delete", "--force", &id]);
+            let _ = ctd.ctr(["containers", "rm", &id]);
+        }
+        ctd.assert_clean()
+    })
+}
