@@ -178,3 +178,38 @@ fn a_shim_killed_under_running_tasks_leaves_nothing_behind() -> Result<()> {
         ctd.assert_clean()
     })
 }
+
+/// A guest that opens files until it cannot: its opens fail once the container process hits
+/// RLIMIT_NOFILE (ctr's 1024), the guest handles the error and exits 0, and the next container
+/// of the shim's daemon runs. WASI has no "too many open files" error code (neither
+/// wasi:filesystem's `error-code` nor what preview 1 guests get through wasmtime), so the host's
+/// EMFILE reaches the guest as `io` (errno 29 in wasi-libc), not as EMFILE.
+#[test]
+fn a_guest_exhausting_its_descriptors_is_refused_more() -> Result<()> {
+    let cache = tempfile::tempdir()?;
+    let cache_env = cache.path().display().to_string();
+    with_containerd_env(&[("WASMPOD_CACHE_DIR", &cache_env)], |ctd| {
+        let files = images().wasm("files")?;
+        ctd.import(&files)?;
+        let out = ctd
+            .run(&files)
+            .args(["exhaust", "/app.wasm"])
+            .timeout(Duration::from_secs(60))
+            .exec()?;
+        out.success()?;
+        let opened: usize = out
+            .stdout
+            .strip_prefix("opened ")
+            .and_then(|s| s.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        ensure!(
+            (900..1024).contains(&opened) && out.stdout.contains("then: "),
+            "want the opens to fail at the 1024 descriptor limit: {out}"
+        );
+        let again = ctd.run(&files).args(["ls", "/"]).exec()?;
+        again.success()?;
+        ensure!(again.stdout.contains("app.wasm"), "{again}");
+        Ok(())
+    })
+}

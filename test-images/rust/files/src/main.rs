@@ -4,13 +4,16 @@
 //!   files write PATH TEXT  writes TEXT exactly (create/truncate), prints
 //!                          `wrote N bytes to PATH`
 //!   files ls DIR           one entry per line, sorted, directories get `/`
+//!   files exhaust PATH     opens PATH again and again, keeping every handle, until an
+//!                          open fails; prints `opened N, then: <err>` and exits 0
 //!
 //! Exit codes: 0 ok; 2 the operation failed (`error: <err>` on stderr);
 //! 1 usage error (`usage: ...` on stderr).
 use std::io::Write;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: files read PATH | files write PATH TEXT | files ls DIR";
+const USAGE: &str =
+    "usage: files read PATH | files write PATH TEXT | files ls DIR | files exhaust PATH";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -19,6 +22,7 @@ fn main() -> ExitCode {
         ["read", path] => read(path),
         ["write", path, text] => write(path, text),
         ["ls", dir] => ls(dir),
+        ["exhaust", path] => exhaust(path),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(1);
@@ -62,4 +66,20 @@ fn ls(dir: &str) -> std::io::Result<()> {
         writeln!(out, "{n}")?;
     }
     out.flush()
+}
+
+fn exhaust(path: &str) -> std::io::Result<()> {
+    let mut open = Vec::new();
+    // Bounded, so a host without a descriptor limit cannot make this run forever.
+    while open.len() < 1_000_000 {
+        match std::fs::File::open(path) {
+            Ok(f) => open.push(f),
+            Err(e) => {
+                println!("opened {}, then: {e}", open.len());
+                return Ok(());
+            }
+        }
+    }
+    println!("opened {} without an error", open.len());
+    Ok(())
 }
