@@ -66,6 +66,18 @@ cgroup2-test: build test-images trixie forky ## cgroup v2 only VM: limits, Updat
 	scripts/cgroup2-vm/run.sh
 test: cgroup2-test
 
+# Fuzzing (cargo-fuzz, libFuzzer, nightly; fuzz/README.md): the targets of fuzz/ on their
+# committed corpora, FUZZ_SECONDS each (scripts/fuzz-smoke.sh): 20 s in `make test`; `make
+# fuzz` for the long runs (new inputs go into fuzz/corpus: `cargo fuzz cmin` before committing).
+FUZZ_SECONDS ?= 1800
+.PHONY: fuzz-smoke fuzz
+fuzz-smoke: ## 20 s of libFuzzer per fuzz target on its corpus; fails on any crash
+	FUZZ_SECONDS=20 scripts/fuzz-smoke.sh
+test: fuzz-smoke
+
+fuzz: ## long fuzz runs: FUZZ_SECONDS (default 1800) or 10 million executions per target
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_RUNS=10000000 FUZZ_GROW=1 scripts/fuzz-smoke.sh
+
 lint: deps ## formatting and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
@@ -73,7 +85,7 @@ lint: deps ## formatting and clippy, warnings are errors
 fmt:
 	$(CARGO) fmt --all
 
-bench: build test-images ## wasmpod vs runc: start time, churn, idle PSS; engine start; 1000 idle containers
+bench: build test-images ## wasmpod vs runc: start time, churn, idle PSS; engine start; 1000 idle containers; HTTP vs wasmtime serve
 	scripts/bench.sh
 
 demo: build test-images ## private containerd, run the hello image through wasmpod

@@ -94,6 +94,20 @@ pub fn read(path: &Path) -> Result<Loaded, ReadError> {
         return Ok(Loaded::Image(Box::new(files.oci_image(path)?)));
     }
     let bytes = std::fs::read(path).map_err(io_err)?;
+    read_bytes(path, bytes)
+}
+
+/// [`read`] for the content of a file already in memory: a `.wasm`, or a
+/// tar holding an OCI layout or a docker-archive; `path` only names it in
+/// errors.
+///
+/// # Errors
+/// Any [`ReadError`]; digests are verified.
+pub fn read_bytes(path: &Path, bytes: Vec<u8>) -> Result<Loaded, ReadError> {
+    let io_err = |source| ReadError::Io {
+        path: path.to_owned(),
+        source,
+    };
     if bytes.starts_with(b"\0asm") {
         return Ok(Loaded::Wasm(bytes));
     }

@@ -34,6 +34,10 @@ fn oci_tar_and_dir_read_back_identically() {
             let read = image(read(&out).unwrap());
             assert_eq!(read, built.image, "{format}");
         }
+        // The same tar, already in memory (what the fuzz targets use).
+        let tar = built.write_to(Vec::new()).unwrap();
+        let read = image(read_bytes(Path::new("mem.tar"), tar).unwrap());
+        assert_eq!(read, built.image);
     }
 }
 
