@@ -45,6 +45,7 @@ pub mod config;
 pub mod containerd;
 pub mod cri;
 pub mod docker;
+pub mod docker_net;
 pub mod events;
 pub mod http;
 pub mod images;
