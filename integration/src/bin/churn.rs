@@ -365,8 +365,58 @@ async fn run_lane(setup: &Setup<'_>, args: &Args, lane: Lane) -> Result<Figures>
     for d in &f.leaks {
         println!("   LEAK: {d}");
     }
+    if !f.leaks.is_empty() {
+        // What the daemon and the shims logged about the containers a leak names.
+        let ids: BTreeSet<&str> = f
+            .leaks
+            .iter()
+            .flat_map(|l| l.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-')))
+            .filter(|w| w.starts_with("churn-"))
+            .collect();
+        for id in ids.iter().take(3) {
+            println!("   containerd's log (and its shims') on {id}:");
+            for l in setup
+                .ctd
+                .log_lines_with(id)
+                .iter()
+                .filter(|l| names(l, id))
+                .take(30)
+            {
+                println!("   | {l}");
+            }
+        }
+        // Its errors and warnings, but for those every shim exit or this host's cgroup v1
+        // layout brings.
+        let noise = [
+            "cleaning up after shim disconnected",
+            "not supported on this system",
+            "cleanup warnings",
+        ];
+        let lines: Vec<String> = ["level=error", "level=warn"]
+            .iter()
+            .flat_map(|l| setup.ctd.log_lines_with(l))
+            .filter(|l| !noise.iter().any(|n| l.contains(n)))
+            .collect();
+        println!(
+            "   containerd's log: {} other errors and warnings, the last 20:",
+            lines.len()
+        );
+        for l in &lines[lines.len().saturating_sub(20)..] {
+            println!("   | {l}");
+        }
+    }
     println!("{}", report::machine_line(&f, &setup.version));
     Ok(f)
+}
+
+/// True when `line` names container `id` (not merely one whose id starts with it).
+fn names(line: &str, id: &str) -> bool {
+    line.match_indices(id).any(|(i, _)| {
+        !line[i + id.len()..]
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+    })
 }
 
 fn main() -> ExitCode {

@@ -21,6 +21,10 @@ use containerd_client::services::v1::{
     ExecProcessRequest, GetImageRequest, KillRequest, ListContainersRequest, ListTasksRequest,
     ReadContentRequest, StartRequest, WaitRequest,
 };
+use containerd_client::services::v1::{
+    leases_client::LeasesClient, CreateRequest as LeaseCreateRequest,
+    DeleteRequest as LeaseDeleteRequest,
+};
 use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::{Code, Request, Status};
 use containerd_client::types::Mount;
@@ -428,6 +432,29 @@ impl Api {
         )
         .await
         .map(drop)
+    }
+
+    /// A synchronous garbage collection, as `ctr leases delete --sync` makes one: an empty
+    /// lease created and deleted with `sync`, whose delete returns once the collector has
+    /// run, the snapshotters' removed directories cleaned up included (containerd 1.7's
+    /// overlayfs removes them asynchronously, at the next collection).
+    pub async fn gc(&self, lease: &str) -> Result<()> {
+        let mut leases = LeasesClient::new(self.channel.clone());
+        leases
+            .create(self.req(LeaseCreateRequest {
+                id: lease.into(),
+                labels: HashMap::new(),
+            }))
+            .await
+            .context("Leases.Create")?;
+        leases
+            .delete(self.req(LeaseDeleteRequest {
+                id: lease.into(),
+                sync: true,
+            }))
+            .await
+            .context("Leases.Delete (sync)")?;
+        Ok(())
     }
 
     /// Ids of the namespace's tasks.

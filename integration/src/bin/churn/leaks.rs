@@ -38,13 +38,41 @@ pub struct Probe {
     pub cache_bound: u64,
 }
 
-/// One row of the table.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One row of the table: a count and, where they have names, the things counted.
+#[derive(Debug, Clone)]
 pub struct Row {
     /// What is counted.
     pub what: &'static str,
     /// The count.
     pub n: u64,
+    /// Their names (paths, pids with argv, fd targets), for the report of what changed.
+    pub items: BTreeSet<String>,
+}
+
+impl PartialEq for Row {
+    /// Rows are compared by count: fd targets and pids are not stable names.
+    fn eq(&self, other: &Self) -> bool {
+        self.what == other.what && self.n == other.n
+    }
+}
+
+impl Row {
+    fn of(what: &'static str, items: impl IntoIterator<Item = String>) -> Self {
+        let items: BTreeSet<String> = items.into_iter().collect();
+        Self {
+            what,
+            n: items.len() as u64,
+            items,
+        }
+    }
+
+    fn number(what: &'static str, n: u64) -> Self {
+        Self {
+            what,
+            n,
+            items: BTreeSet::new(),
+        }
+    }
 }
 
 /// The shim socket of container `id` of namespace `ns` on the daemon at `address`.
@@ -54,8 +82,13 @@ pub fn shim_socket(address: &Path, ns: &str, id: &str) -> PathBuf {
     Path::new(SHIM_SOCKET_DIR).join(format!("{hash:x}"))
 }
 
-fn count_entries(dir: &Path) -> u64 {
-    fs::read_dir(dir).map(|d| d.count() as u64).unwrap_or(0)
+fn entries(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().display().to_string())
+        .collect()
 }
 
 fn dir_size(dir: &Path) -> (u64, u64) {
@@ -77,8 +110,8 @@ fn dir_size(dir: &Path) -> (u64, u64) {
     (files, bytes)
 }
 
-/// Pids of the processes that belong to the daemon (itself excluded).
-fn processes(p: &Probe) -> BTreeSet<i32> {
+/// The processes that belong to the daemon (itself excluded), as `pid argv`.
+fn processes(p: &Probe) -> Vec<String> {
     let mut pids: BTreeSet<i32> = system::procs_mentioning(&p.socket.to_string_lossy())
         .into_iter()
         .filter(|q| !q.is_ctr())
@@ -99,13 +132,23 @@ fn processes(p: &Probe) -> BTreeSet<i32> {
         pids.extend(procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
     }
     pids.remove(&p.pid);
-    pids
+    pids.into_iter()
+        .map(|pid| {
+            let argv = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let argv: Vec<String> = argv
+                .split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            format!("{pid} {}", argv.join(" "))
+        })
+        .collect()
 }
 
 /// Entries under `/run/containerd/<runtime>/<ns>` (runwasi keeps its containers' state
 /// there) plus the daemon's private runc root for the namespace.
-fn runtime_state(p: &Probe) -> u64 {
-    let mut n = count_entries(&p.dir.join("runc").join(&p.namespace));
+fn runtime_state(p: &Probe) -> Vec<String> {
+    let mut all = entries(&p.dir.join("runc").join(&p.namespace));
     for e in fs::read_dir("/run/containerd")
         .into_iter()
         .flatten()
@@ -113,91 +156,115 @@ fn runtime_state(p: &Probe) -> u64 {
     {
         let d = e.path().join(&p.namespace);
         if d.is_dir() {
-            n += count_entries(&d);
+            all.extend(entries(&d));
         }
     }
-    n
+    all
 }
 
-/// Counts everything; `ids` are the container ids whose shim sockets are looked for.
+/// containerd's fds, as `fd -> target`.
+fn fds(pid: i32) -> Vec<String> {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| {
+            let target = fs::read_link(e.path()).unwrap_or_default();
+            format!(
+                "{} -> {}",
+                e.file_name().to_string_lossy(),
+                target.display()
+            )
+        })
+        .collect()
+}
+
+/// Counts everything, after a synchronous garbage collection (what containerd removes only
+/// when its collector runs is not a leak until a collection leaves it); `ids` are the
+/// container ids whose shim sockets are looked for.
 pub async fn count(p: &Probe, api: &Api, ids: &BTreeSet<String>) -> Result<Vec<Row>> {
+    static GC: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = GC.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    api.gc(&format!("churn-gc-{n}")).await?;
     let sockets = ids
         .iter()
-        .filter(|id| shim_socket(&p.socket, &p.namespace, id).exists())
-        .count() as u64;
+        .map(|id| (id, shim_socket(&p.socket, &p.namespace, id)))
+        .filter(|(_, s)| s.exists())
+        .map(|(id, s)| format!("{} (of {id})", s.display()));
     let (cache_files, cache_bytes) = dir_size(&p.cache);
     let v2 = "io.containerd.runtime.v2.task";
     let rows = vec![
-        Row {
-            what: "processes (shims, containers, children of containerd)",
-            n: processes(p).len() as u64,
-        },
-        Row {
-            what: "shim sockets in /run/containerd/s (this run's ids)",
-            n: sockets,
-        },
-        Row {
-            what: "mounts under the daemon's root and state",
-            n: system::mounts_under(&p.dir).len() as u64,
-        },
-        Row {
-            what: "cgroups below the namespace (v1 and v2)",
-            n: system::cgroup_children(&p.namespace).len() as u64,
-        },
-        Row {
-            what: "task bundles (state dir)",
-            n: count_entries(&p.dir.join("state").join(v2).join(&p.namespace)),
-        },
-        Row {
-            what: "task work dirs (root dir)",
-            n: count_entries(&p.dir.join("root").join(v2).join(&p.namespace)),
-        },
-        Row {
-            what: "runtime state dirs (runc root, /run/containerd/*/NS)",
-            n: runtime_state(p),
-        },
-        Row {
-            what: "overlayfs snapshot dirs",
-            n: count_entries(
+        Row::of(
+            "processes (shims, containers, children of containerd)",
+            processes(p),
+        ),
+        Row::of(
+            "shim sockets in /run/containerd/s (this run's ids)",
+            sockets,
+        ),
+        Row::of(
+            "mounts under the daemon's root and state",
+            system::mounts_under(&p.dir)
+                .into_iter()
+                .map(|m| m.display().to_string()),
+        ),
+        Row::of(
+            "cgroups below the namespace (v1 and v2)",
+            system::cgroup_children(&p.namespace)
+                .into_iter()
+                .map(|c| c.display().to_string()),
+        ),
+        Row::of(
+            "task bundles (state dir)",
+            entries(&p.dir.join("state").join(v2).join(&p.namespace)),
+        ),
+        Row::of(
+            "task work dirs (root dir)",
+            entries(&p.dir.join("root").join(v2).join(&p.namespace)),
+        ),
+        Row::of(
+            "runtime state dirs (runc root, /run/containerd/*/NS)",
+            runtime_state(p),
+        ),
+        Row::of(
+            "overlayfs snapshot dirs",
+            entries(
                 &p.dir
                     .join("root/io.containerd.snapshotter.v1.overlayfs/snapshots"),
             ),
-        },
-        Row {
-            what: "tasks (Tasks.List)",
-            n: api.task_ids().await?.len() as u64,
-        },
-        Row {
-            what: "containers (Containers.List)",
-            n: api.container_ids().await?.len() as u64,
-        },
-        Row {
-            what: "active snapshots (Snapshots.List)",
-            n: api.active_snapshots().await?.len() as u64,
-        },
-        Row {
-            what: "fds held by containerd",
-            n: count_entries(Path::new(&format!("/proc/{}/fd", p.pid))),
-        },
-        Row {
-            what: "compile cache files",
-            n: cache_files,
-        },
-        Row {
-            what: "compile cache bytes",
-            n: cache_bytes,
-        },
+        ),
+        Row::of("tasks (Tasks.List)", api.task_ids().await?),
+        Row::of("containers (Containers.List)", api.container_ids().await?),
+        Row::of(
+            "active snapshots (Snapshots.List)",
+            api.active_snapshots().await?,
+        ),
+        Row::of("fds held by containerd", fds(p.pid)),
+        Row::number("compile cache files", cache_files),
+        Row::number("compile cache bytes", cache_bytes),
     ];
     Ok(rows)
 }
 
-/// The rows of `after` that differ from `before`, plus the cache over its bound.
+/// The rows of `after` that differ from `before` (with what was added and what went, up to
+/// 10 of each), plus the cache over its bound.
 pub fn differences(p: &Probe, before: &[Row], after: &[Row]) -> Vec<String> {
     let mut out: Vec<String> = before
         .iter()
         .zip(after)
         .filter(|(b, a)| b.n != a.n)
-        .map(|(b, a)| format!("{}: {} -> {}", b.what, b.n, a.n))
+        .map(|(b, a)| {
+            let added: Vec<&String> = a.items.difference(&b.items).take(10).collect();
+            let gone: Vec<&String> = b.items.difference(&a.items).take(10).collect();
+            let mut s = format!("{}: {} -> {}", b.what, b.n, a.n);
+            if !added.is_empty() {
+                s.push_str(&format!("; new: {added:?}"));
+            }
+            if !gone.is_empty() {
+                s.push_str(&format!("; gone: {gone:?}"));
+            }
+            s
+        })
         .collect();
     if let Some(bytes) = after.iter().find(|r| r.what == "compile cache bytes") {
         if bytes.n > p.cache_bound {
