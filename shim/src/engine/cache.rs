@@ -226,17 +226,33 @@ impl CompileCache {
     }
 }
 
-/// Checks a cache file's trailer and digest.
+/// Checks a cache file's trailer and digest, reading the file in chunks: a large artifact
+/// must not cost its size in the shim's memory.
 pub(crate) fn verify(file: &Path) -> Result<(), String> {
-    let bytes = fs::read(file).map_err(|e| format!("cannot read it: {e}"))?;
-    let Some(body_len) = bytes.len().checked_sub(TRAILER_LEN) else {
-        return Err(format!("truncated: {} bytes", bytes.len()));
+    use std::io::Read;
+    let mut f = File::open(file).map_err(|e| format!("cannot read it: {e}"))?;
+    let len = f
+        .metadata()
+        .map_err(|e| format!("cannot read it: {e}"))?
+        .len();
+    let Some(body_len) = len.checked_sub(TRAILER_LEN as u64) else {
+        return Err(format!("truncated: {len} bytes"));
     };
-    let (body, trailer) = bytes.split_at(body_len);
+    let mut hasher = Sha256::new();
+    let copied = io::copy(&mut (&mut f).take(body_len), &mut hasher)
+        .map_err(|e| format!("cannot read it: {e}"))?;
+    let mut trailer = [0u8; TRAILER_LEN];
+    f.read_exact(&mut trailer)
+        .map_err(|e| format!("cannot read it: {e}"))?;
+    if copied != body_len {
+        return Err(format!(
+            "truncated while read: {copied} of {body_len} bytes"
+        ));
+    }
     if &trailer[..TRAILER_MAGIC.len()] != TRAILER_MAGIC {
         return Err("no integrity trailer (truncated, or written by another version)".into());
     }
-    if Sha256::digest(body)[..] != trailer[TRAILER_MAGIC.len()..] {
+    if hasher.finalize()[..] != trailer[TRAILER_MAGIC.len()..] {
         return Err("digest mismatch: the file changed on disk".into());
     }
     Ok(())
