@@ -7,6 +7,8 @@
 #   5. the engine alone: start of a cached program (shim/benches/instantiate.rs).
 #   6. MANY idle wasm containers at once: start time, PSS, every one answers State and stops
 #      on SIGTERM with 143.
+#   7. HTTP serving, wasmpod vs wasmtime serve vs native hyper: scripts/bench-http.sh (after
+#      this containerd stops; its environment: HTTP_SECONDS, HTTP_WARMUP, HTTP_START_RUNS...).
 # Environment: RUNS (default 15), CHURN (default 100), IDLE (default 10), ENGINE_RUNS (default
 # 2000), MANY (default 1000), CONTAINERD binary.
 set -euo pipefail
@@ -127,3 +129,9 @@ awk -v ms="$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b - a}')" -v e="$(grep -c '/
 # (ctr warns of each non-zero exit code as it deletes.)
 ctd task ls -q | grep '^many-' | each_task task rm {} 2>/dev/null
 ctd containers ls -q | grep '^many-' | each_task containers rm {}
+
+# 7. HTTP serving (scripts/bench-http.sh): wasmpod vs wasmtime serve vs native hyper, on a
+# private containerd of its own; this one stops first so its idle containers do not share the run.
+containerd_stop
+rm -rf "$CACHE"
+"$WASMPOD_ROOT/scripts/bench-http.sh"
