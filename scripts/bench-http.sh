@@ -12,7 +12,8 @@
 #   2. throughput and latency: wrk -t2 -cN -dHTTP_SECONDS --latency at N = 10 and 64, each peer
 #      right after the other (reversed order at 64), after an HTTP_WARMUP s warm-up each; req/s,
 #      p50, p99, errors, and the server's CPU (its processes' utime + stime over the run).
-#   3. PSS of one idle HTTP container, every process counted (shim and init), peers beside it.
+#   3. PSS (and private memory) of one idle HTTP container, every process counted (shim and
+#      init), peers beside it.
 # The metered container runs with --null-io: with plain `ctr run -d` its stdout is a fifo that
 # nobody reads once ctr has detached, and the metering lines fill it (64 KiB, ~500 requests)
 # and then block the server (the shim does not take --log-uri file:// URIs).
@@ -142,17 +143,20 @@ wasmpod_stop() {
   ctd task rm -f "$id" >/dev/null 2>&1 || true
   ctd containers rm "$id" >/dev/null
 }
-# Peers, one process each. wasmtime_up PORT; hyper_up PORT
+# Peers, one process each. wasmtime_up PORT; hyper_up PORT. Each in a session of its own: with
+# autogroup scheduling (kernel.sched_autogroup_enabled) a process shares its session's CPU share,
+# and a peer in this script's session would share wrk's, while a container (its own cgroup) and
+# its shim (a session of its own) do not.
 wasmtime_up() {
   port_free "$1"
-  "$WASMTIME" serve -S cli -C cache-config="$CTD_DIR/wasmtime-cache.toml" --addr "127.0.0.1:$1" \
+  setsid "$WASMTIME" serve -S cli -C cache-config="$CTD_DIR/wasmtime-cache.toml" --addr "127.0.0.1:$1" \
     "$WASM_FILE" >>"$CTD_DIR/wasmtime.log" 2>&1 &
   WT_PID=$!
 }
 wasmtime_down() { [[ -z $WT_PID ]] || { kill "$WT_PID"; wait "$WT_PID" 2>/dev/null || true; WT_PID=; }; }
 hyper_up() {
   port_free "$1"
-  "$HYPER" "127.0.0.1:$1" >>"$CTD_DIR/hyper.log" 2>&1 &
+  setsid "$HYPER" "127.0.0.1:$1" >>"$CTD_DIR/hyper.log" 2>&1 &
   HY_PID=$!
 }
 
@@ -164,7 +168,11 @@ cpu_ticks() {
   done
   echo "$t"
 }
-pss_kb() { awk '/^Pss:/{print $2}' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; }
+# pss_kb PID: "PSS private" in kB (private: Private_Clean + Private_Dirty, which sharing with
+# other processes of the same binary does not lower).
+pss_kb() {
+  awk '/^Pss:/{p = $2} /^Private_(Clean|Dirty):/{u += $2} END{print p + 0, u + 0}' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0 0
+}
 
 echo "== HTTP 1. first 200 after start, cached compile: median of $HTTP_START_RUNS runs (one warm-up run first)"
 # The Start timestamp (s since the epoch) of task ID: its /tasks/start event's.
@@ -343,19 +351,19 @@ for c in 10 64; do
     "CPU per request wasmpod/wasmtime serve $(ratio wasmpod wasmtime-serve "$c" 8)"
 done
 
-echo "== HTTP 3. PSS of one idle HTTP container, every process counted; peers beside it"
+echo "== HTTP 3. PSS of one idle HTTP container, every process counted; peers beside it (private: not lowered by other processes of the same binary)"
 # pss_line LABEL PIDS...
 pss_line() {
-  local label=$1 total=0 parts=() p k
+  local label=$1 total=0 private=0 parts=() p k
   shift
   for p in "$@"; do
-    k=$(pss_kb "$p")
-    total=$((total + k))
-    parts+=("$(tr -d '\0' <"/proc/$p/comm" 2>/dev/null || echo "?") $(awk -v k="$k" 'BEGIN{printf "%.2f", k / 1024}')")
+    read -r -a k <<<"$(pss_kb "$p")"
+    total=$((total + k[0])) private=$((private + k[1]))
+    parts+=("$(tr -d '\0' <"/proc/$p/comm" 2>/dev/null || echo "?") $(awk -v k="${k[0]}" 'BEGIN{printf "%.2f", k / 1024}')")
   done
   local IFS=,
-  awk -v l="$label" -v t="$total" -v n="$#" -v d="${parts[*]}" \
-    'BEGIN{gsub(/,/, ", ", d); printf "   %-34s %6.2f MB PSS, %d process%s (%s MB)\n", l, t / 1024, n, n == 1 ? "" : "es", d}'
+  awk -v l="$label" -v t="$total" -v u="$private" -v n="$#" -v d="${parts[*]}" \
+    'BEGIN{gsub(/,/, ", ", d); printf "   %-34s %6.2f MB PSS (%5.2f MB private), %d process%s (PSS %s MB)\n", l, t / 1024, u / 1024, n, n == 1 ? "" : "es", d}'
 }
 P_I=$((HTTP_PORT + 20))
 port_free "$P_I"
