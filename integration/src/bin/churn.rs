@@ -305,7 +305,8 @@ async fn run_lane(setup: &Setup<'_>, args: &Args, lane: Lane) -> Result<Figures>
     let cpu = cpu_time().saturating_sub(cpu0);
 
     let (after, took) = settled(&probe, &ctx.api, &ids_now(), &before, args.settle).await?;
-    let mut diffs = leaks::differences(&probe, &before, &after);
+    let mut diffs = leaks::not_idle(&before);
+    diffs.extend(leaks::differences(&probe, &before, &after));
     if !ctx
         .socket_checked
         .load(std::sync::atomic::Ordering::Relaxed)
@@ -392,21 +393,53 @@ async fn run_lane(setup: &Setup<'_>, args: &Args, lane: Lane) -> Result<Figures>
             "not supported on this system",
             "cleanup warnings",
         ];
-        let lines: Vec<String> = ["level=error", "level=warn"]
+        // Distinct messages (time stamps and numbers left out), with how often each came.
+        let mut messages: std::collections::BTreeMap<String, usize> = Default::default();
+        for l in ["level=error", "level=warn"]
             .iter()
             .flat_map(|l| setup.ctd.log_lines_with(l))
             .filter(|l| !noise.iter().any(|n| l.contains(n)))
-            .collect();
+        {
+            let text = l.split_once("level=").map_or(l.as_str(), |(_, m)| m);
+            *messages.entry(normalized(text)).or_default() += 1;
+        }
         println!(
-            "   containerd's log: {} other errors and warnings, the last 20:",
-            lines.len()
+            "   containerd's log: {} other kinds of errors and warnings:",
+            messages.len()
         );
-        for l in &lines[lines.len().saturating_sub(20)..] {
-            println!("   | {l}");
+        for (m, n) in messages.iter().take(10) {
+            println!("   | {n} x level={m}");
         }
     }
     println!("{}", report::machine_line(&f, &setup.version));
     Ok(f)
+}
+
+/// `text` with numbers and hashes left out, so repeats of one message compare equal.
+fn normalized(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        if run.len() >= 12 {
+            out.push('#');
+        } else {
+            out.push_str(run);
+        }
+        run.clear();
+    };
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            continue;
+        }
+        if c.is_ascii_hexdigit() {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut run, &mut out);
+    out
 }
 
 /// True when `line` names container `id` (not merely one whose id starts with it).

@@ -47,6 +47,8 @@ pub struct Row {
     pub n: u64,
     /// Their names (paths, pids with argv, fd targets), for the report of what changed.
     pub items: BTreeSet<String>,
+    /// Zero whenever the namespace has no task (the baseline included).
+    pub zero_when_idle: bool,
 }
 
 impl PartialEq for Row {
@@ -63,6 +65,7 @@ impl Row {
             what,
             n: items.len() as u64,
             items,
+            zero_when_idle: true,
         }
     }
 
@@ -71,7 +74,13 @@ impl Row {
             what,
             n,
             items: BTreeSet::new(),
+            zero_when_idle: false,
         }
+    }
+
+    fn not_zero_when_idle(mut self) -> Self {
+        self.zero_when_idle = false;
+        self
     }
 }
 
@@ -232,14 +241,15 @@ pub async fn count(p: &Probe, api: &Api, ids: &BTreeSet<String>) -> Result<Vec<R
                 &p.dir
                     .join("root/io.containerd.snapshotter.v1.overlayfs/snapshots"),
             ),
-        ),
+        )
+        .not_zero_when_idle(),
         Row::of("tasks (Tasks.List)", api.task_ids().await?),
         Row::of("containers (Containers.List)", api.container_ids().await?),
         Row::of(
             "active snapshots (Snapshots.List)",
             api.active_snapshots().await?,
         ),
-        Row::of("fds held by containerd", fds(p.pid)),
+        Row::of("fds held by containerd", fds(p.pid)).not_zero_when_idle(),
         Row::number("compile cache files", cache_files),
         Row::number("compile cache bytes", cache_bytes),
     ];
@@ -277,6 +287,19 @@ pub fn differences(p: &Probe, before: &[Row], after: &[Row]) -> Vec<String> {
     out
 }
 
+/// The rows of an idle baseline that are not zero: what the warm-up (or a lane before)
+/// left behind.
+pub fn not_idle(before: &[Row]) -> Vec<String> {
+    before
+        .iter()
+        .filter(|r| r.zero_when_idle && r.n != 0)
+        .map(|r| {
+            let items: Vec<&String> = r.items.iter().take(10).collect();
+            format!("{} already {} before the cycles: {items:?}", r.what, r.n)
+        })
+        .collect()
+}
+
 /// The before/after table.
 pub fn table(p: &Probe, before: &[Row], after: &[Row]) -> String {
     let mut s = format!(
@@ -284,7 +307,11 @@ pub fn table(p: &Probe, before: &[Row], after: &[Row]) -> String {
         "leak accounting", "before", "after"
     );
     for (b, a) in before.iter().zip(after) {
-        let mark = if b.n == a.n { "" } else { "  <-- LEAK" };
+        let mark = if b.n != a.n || (b.zero_when_idle && b.n != 0) {
+            "  <-- LEAK"
+        } else {
+            ""
+        };
         s.push_str(&format!(
             "   {:<56} {:>10} {:>10}{mark}\n",
             b.what, b.n, a.n

@@ -515,11 +515,17 @@ impl Ctx {
 pub struct Targets(HashMap<Kind, (String, Stdio)>);
 
 impl Targets {
-    async fn get(&mut self, ctx: &Ctx, kind: Kind, worker: usize) -> Result<String, String> {
+    async fn get(
+        &mut self,
+        ctx: &Ctx,
+        kind: Kind,
+        prefix: &str,
+        worker: usize,
+    ) -> Result<String, String> {
         if let Some((id, _)) = self.0.get(&kind) {
             return Ok(id.clone());
         }
-        let id = format!("churn-{}-w{worker}-{}", ctx.lane.name, kind.name());
+        let id = format!("churn-{}-{prefix}-w{worker}-{}", ctx.lane.name, kind.name());
         let stdio = ctx.stdio(&id)?;
         ctx.create(&id, kind, &stdio)
             .await
@@ -553,7 +559,7 @@ pub async fn cycle(
     kind: Kind,
 ) -> Record {
     if kind.is_exec() {
-        let target = match targets.get(ctx, kind, worker).await {
+        let target = match targets.get(ctx, kind, prefix, worker).await {
             Ok(t) => t,
             Err(e) => {
                 return Record {
