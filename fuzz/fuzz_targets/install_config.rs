@@ -86,7 +86,14 @@ fn docker_round(text: &str, force: bool) {
     let _ = docker::has_containerd_snapshotter(Some(text));
     let Ok(Some(added)) = docker::add("daemon.json", Some(text), DOCKER_RUNTIME, force) else {
         if let Ok(Some(removed)) = docker::remove("daemon.json", text, DOCKER_RUNTIME) {
-            serde_json::from_str::<Value>(&removed).expect("uninstall writes JSON");
+            let before: Value = serde_json::from_str(text).expect("remove parsed it");
+            let after: Value = serde_json::from_str(&removed)
+                .unwrap_or_else(|e| panic!("uninstall writes JSON ({e}): {text:?} -> {removed:?}"));
+            assert_eq!(
+                after,
+                without_runtime(before),
+                "uninstall removes only the runtime: {text:?} -> {removed:?}"
+            );
         }
         return;
     };

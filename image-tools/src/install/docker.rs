@@ -109,6 +109,21 @@ fn parse(path: &str, text: &str) -> Result<(Value, usize), InstallError> {
     Ok((json, skip_ws(text.as_bytes(), 0)))
 }
 
+/// Refuses an object with a repeated key among `members`: Docker reads the last one, the
+/// text edit would touch the first (and a non-object first `runtimes` has no members to
+/// splice into).
+fn unique(path: &str, members: &[Member], what: &str) -> Result<(), InstallError> {
+    for (i, member) in members.iter().enumerate() {
+        if members[..i].iter().any(|m| m.key == member.key) {
+            return Err(InstallError::Unsupported {
+                path: path.into(),
+                message: format!("{what} has the key {:?} twice: edit by hand", member.key),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn entry(indent: &str) -> String {
     format!("{{\n{indent}  \"runtimeType\": \"{RUNTIME_TYPE}\"\n{indent}}}")
 }
@@ -133,6 +148,7 @@ pub fn add(
         format!("{}{insert}{comma}{tail}", &text[..at])
     };
     let top = members(text, open);
+    unique(path, &top, "the top level")?;
     let Some(runtimes) = top.iter().find(|m| m.key == "runtimes") else {
         let insert = format!("\n  \"runtimes\": {{\n    {key}: {}\n  }}", entry("    "));
         return Ok(Some(splice(open + 1, &insert, !top.is_empty())));
@@ -144,6 +160,7 @@ pub fn add(
         });
     }
     let inner = members(text, runtimes.value_start);
+    unique(path, &inner, "`runtimes`")?;
     match inner.iter().find(|m| m.key == name) {
         Some(existing) => {
             let current = json["runtimes"][name]["runtimeType"].as_str();
@@ -199,10 +216,12 @@ pub fn remove(path: &str, text: &str, name: &str) -> Result<Option<String>, Inst
         return Ok(None);
     }
     let top = members(text, open);
+    unique(path, &top, "the top level")?;
     let Some(r) = top.iter().position(|m| m.key == "runtimes") else {
         return Ok(None);
     };
     let inner = members(text, top[r].value_start);
+    unique(path, &inner, "`runtimes`")?;
     let Some(i) = inner.iter().position(|m| m.key == name) else {
         return Ok(None);
     };
@@ -267,5 +286,36 @@ mod tests {
         assert_eq!(remove("/d.json", other, "wasmpod").unwrap(), None);
         let err = add("/d.json", Some("{\"a\": }"), "wasmpod", false).unwrap_err();
         assert!(err.to_string().contains("line 1"), "{err}");
+    }
+
+    /// Found by fuzz/fuzz_targets/install_config.rs (fuzz/regressions/install_config/): JSON
+    /// allows a key twice and Docker takes the last, while the edit went to the first: a
+    /// panic (`runtimes` first not an object), an entry Docker never reads, or uninstall
+    /// cutting another runtime of the same name and keeping ours.
+    #[test]
+    fn refuses_repeated_keys_instead_of_editing_the_wrong_one() {
+        let ours = "{\"runtimeType\": \"io.containerd.wasmpod.v1\"}";
+        let other = "{\"runtimeType\": \"io.containerd.other.v1\"}";
+        for text in [
+            "{\"runtimes\": 1, \"runtimes\": {}}".to_owned(),
+            format!("{{\"runtimes\": {{}}, \"runtimes\": {{\"wasmpod\": {ours}}}}}"),
+            format!("{{\"runtimes\": {{\"wasmpod\": {other}, \"wasmpod\": {ours}}}}}"),
+            format!("{{\"runtimes\": {{\"wasmpod\": {ours}, \"a\": {{}}, \"wasmpod\": {{}}}}}}"),
+        ] {
+            for force in [false, true] {
+                let err = add("/d.json", Some(&text), "wasmpod", force).unwrap_err();
+                assert!(err.to_string().contains("twice"), "{text}: {err}");
+            }
+            if let Err(err) = remove("/d.json", &text, "wasmpod") {
+                assert!(err.to_string().contains("twice"), "{text}: {err}");
+            } else {
+                assert_eq!(remove("/d.json", &text, "wasmpod").unwrap(), None, "{text}");
+            }
+        }
+        // The same key in different objects is fine.
+        let text = "{\"a\": {\"runtimes\": 1}, \"runtimes\": {\"a\": {}}}";
+        assert!(add("/d.json", Some(text), "wasmpod", false)
+            .unwrap()
+            .is_some());
     }
 }
