@@ -46,13 +46,29 @@ pub fn request(
     body: &[u8],
     timeout: Duration,
 ) -> Result<Response> {
+    request_declaring(addr, method, path, body.len() as u64, body, timeout)
+}
+
+/// A request whose `content-length` says `declared` while only `body` is sent: a server that
+/// refuses by the declared length answers without waiting for the rest (and may close the
+/// connection early, so a failed write is not an error when an answer can still be read).
+pub fn request_declaring(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    declared: u64,
+    body: &[u8],
+    timeout: Duration,
+) -> Result<Response> {
     let mut stream = connect(addr, timeout)?;
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
-        body.len()
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {declared}\r\n\r\n"
     )?;
-    stream.write_all(body)?;
+    let written = stream.write_all(body);
+    if declared == body.len() as u64 {
+        written?;
+    }
     let mut reader = BufReader::new(stream);
     let (status, headers) = read_head(&mut reader)?;
     let mut body = Vec::new();

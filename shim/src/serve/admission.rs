@@ -39,6 +39,11 @@ impl Admission {
         permit
     }
 
+    /// Requests waiting for a slot now.
+    pub(crate) fn queued(&self) -> u32 {
+        self.waiting.load(Ordering::Acquire)
+    }
+
     /// Requests running now.
     pub(crate) fn running(&self) -> u32 {
         self.capacity

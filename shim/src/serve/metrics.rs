@@ -67,8 +67,9 @@ impl Metrics {
         self.count.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The Prometheus text exposition of every counter; `running` is the in-flight gauge.
-    pub(crate) fn render(&self, running: u32) -> String {
+    /// The Prometheus text exposition of every counter; `running` and `queued` are the
+    /// admission gauges.
+    pub(crate) fn render(&self, running: u32, queued: u32) -> String {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let mut out = String::new();
         out.push_str(
@@ -103,7 +104,9 @@ impl Metrics {
         let _ = writeln!(
             out,
             "# HELP wasmpod_http_in_flight Requests running now.\n\
-             # TYPE wasmpod_http_in_flight gauge\nwasmpod_http_in_flight {running}"
+             # TYPE wasmpod_http_in_flight gauge\nwasmpod_http_in_flight {running}\n\
+             # HELP wasmpod_http_queued Requests waiting for a slot now.\n\
+             # TYPE wasmpod_http_queued gauge\nwasmpod_http_queued {queued}"
         );
         out.push_str(
             "# HELP wasmpod_http_request_duration_seconds Time from arrival to the instance's end.\n\
@@ -158,7 +161,7 @@ mod tests {
             1000,
         ));
         m.record_rejected(Duration::ZERO);
-        let text = m.render(3);
+        let text = m.render(3, 2);
         for line in [
             "wasmpod_http_requests_total{class=\"2xx\"} 2",
             "wasmpod_http_requests_total{class=\"5xx\"} 3",
@@ -166,6 +169,7 @@ mod tests {
             "wasmpod_http_failures_total{kind=\"timeout\"} 1",
             "wasmpod_http_rejected_total 1",
             "wasmpod_http_in_flight 3",
+            "wasmpod_http_queued 2",
             "wasmpod_http_request_duration_seconds_bucket{le=\"0.001\"} 2",
             "wasmpod_http_request_duration_seconds_bucket{le=\"+Inf\"} 5",
             "wasmpod_http_request_duration_seconds_count 5",

@@ -221,7 +221,9 @@ async fn serve_metrics(listener: TcpListener, server: Arc<Server>) {
         let server = server.clone();
         tokio::spawn(async move {
             let service = service_fn(move |_req: hyper::Request<Incoming>| {
-                let text = server.metrics.render(server.admission.running());
+                let text = server
+                    .metrics
+                    .render(server.admission.running(), server.admission.queued());
                 async move {
                     let mut response = plain_response(200, text.trim_end());
                     response.headers_mut().insert(

@@ -158,8 +158,10 @@ where
         }
     };
     store.limiter(|state| &mut state.limiter);
-    store.set_epoch_deadline(EpochTicker::ticks_for(limits.request_timeout));
-    store.epoch_deadline_trap();
+    // Every tick, wasm code yields to the runtime: a spinning guest cannot hold a worker
+    // thread from other requests, and the deadline's timer below can fire and drop it.
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_async_yield_and_update(1);
     if limits.metering {
         let _ = store.set_fuel(FUEL_BUDGET);
     }

@@ -1,6 +1,8 @@
 //! The epoch ticker: wasm code checks the engine's epoch at function entries and loop heads,
-//! and a store past its deadline traps. Something has to advance the epoch; this thread does,
-//! but only while a request is running, so an idle server costs no wake-ups.
+//! and each request's store yields to the async runtime at every new epoch, so its deadline
+//! timer can fire and a busy guest shares the worker threads. Something has to advance the
+//! epoch; this thread does, but only while a request is running, so an idle server costs no
+//! wake-ups.
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -65,24 +67,5 @@ impl EpochTicker {
         Running {
             shared: self.shared.clone(),
         }
-    }
-
-    /// Ticks in `timeout`, rounded up, plus one: the epoch may advance right after the
-    /// deadline is set, so one tick less would cut a request early.
-    pub fn ticks_for(timeout: Duration) -> u64 {
-        let tick = TICK.as_nanos();
-        u64::try_from(timeout.as_nanos().div_ceil(tick)).unwrap_or(u64::MAX / 2) + 1
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ticks_round_up_and_add_one() {
-        assert_eq!(EpochTicker::ticks_for(Duration::from_millis(10)), 2);
-        assert_eq!(EpochTicker::ticks_for(Duration::from_millis(11)), 3);
-        assert_eq!(EpochTicker::ticks_for(Duration::from_millis(1000)), 101);
     }
 }
