@@ -87,7 +87,7 @@ fmt:
 
 bench: build test-images ## wasmpod vs runc: start time, churn, idle PSS; engine start; 1000 idle containers; HTTP vs wasmtime serve
 	scripts/bench.sh
-	$(MAKE) --no-print-directory trixie forky && scripts/bench-churn.sh $(TRIXIE)/bin/containerd $(FORKY)/bin/containerd
+	scripts/bench-churn.sh $(TRIXIE)/bin/containerd $(FORKY)/bin/containerd
 
 demo: build test-images ## private containerd, run the hello image through wasmpod
 	scripts/demo.sh

@@ -35,8 +35,12 @@ if [[ ! -x $churn ]]; then
 fi
 for c in "${containerds[@]}"; do
   if [[ ! -x $c ]]; then
-    echo "bench-churn: $c is missing (make trixie forky)" >&2
-    exit 1
+    # containerd 1.7 and 2.1 are fetched into .work (Debian packages, extracted) when missing.
+    make -C "$repo" --no-print-directory trixie forky
+    if [[ ! -x $c ]]; then
+      echo "bench-churn: $c is missing (make trixie forky)" >&2
+      exit 1
+    fi
   fi
 done
 

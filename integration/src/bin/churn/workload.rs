@@ -20,7 +20,7 @@ use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,10 @@ use prost_types::Any;
 use serde_json::{json, Value};
 
 use crate::api::{Api, CallError, ImageInfo};
+
+/// Set on SIGINT or SIGTERM: workers take no new cycle, the lane ends and is reported, the
+/// daemon is torn down.
+pub static STOP: AtomicBool = AtomicBool::new(false);
 
 /// SIGKILL, for the exec targets at the end of a lane.
 const SIGKILL: u32 = 9;
@@ -607,7 +611,7 @@ pub async fn run(
             let mut records = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= cycles {
+                if i >= cycles || STOP.load(Ordering::Relaxed) {
                     break;
                 }
                 let kind = ctx.lane.mix.kind(i);
