@@ -381,3 +381,45 @@ fn inspect_names_the_proxy_world() -> Result<()> {
     );
     Ok(())
 }
+
+/// A serving container is a container like any other: an exec runs another program of the
+/// image beside the server, `ctr task metrics` reports its cgroup, and requests keep working.
+#[test]
+fn exec_and_metrics_work_on_a_serving_container() -> Result<()> {
+    with_containerd(|ctd| {
+        let hello = wasmpod_integration::Images::program("hello")?;
+        let img = images().wasm_with(
+            "http-handler",
+            &["--dir", &format!("{}:/bin/hello.wasm", hello.display())],
+        )?;
+        let addr: SocketAddr = format!("127.0.0.1:{}", http::free_port()?).parse()?;
+        let spawned = ctd
+            .import(&img)?
+            .run(&img)
+            .flag("--net-host")
+            .env("WASMPOD_HTTP_LISTEN", &addr.to_string())
+            .timeout(Duration::from_secs(120))
+            .spawn()?;
+        http::wait_ready(addr, "/", READY)?;
+        let out = ctd.ctr([
+            "task",
+            "exec",
+            "--exec-id",
+            "hello1",
+            spawned.id(),
+            "/bin/hello.wasm",
+        ])?;
+        out.success()?;
+        ensure!(out.stdout == "hello from wasmpod\n", "exec: {out}");
+        let metrics = spawned.task().metrics()?;
+        metrics.success()?;
+        ensure!(
+            metrics.stdout.to_lowercase().contains("memory"),
+            "metrics: {metrics}"
+        );
+        expect_status(&http::get(addr, "/counter")?, 200, "after the exec")?;
+        let (code, _, _) = stop(spawned)?;
+        ensure!(code == 0, "exit {code}");
+        Ok(())
+    })
+}
