@@ -240,7 +240,7 @@ fn a_200_mb_module_runs_and_the_shim_gives_the_memory_back() -> Result<()> {
                 p.argv
                     .first()
                     .is_some_and(|a| a.contains("containerd-shim-wasmpod"))
-                    && p.argv.iter().any(|a| *a == id)
+                    && p.argv.contains(&id)
             })
             .collect();
         let shim = matching
