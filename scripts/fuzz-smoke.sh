@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The cargo-fuzz targets of fuzz/ (libFuzzer, nightly): builds them, then runs each on its
-# committed corpus (fuzz/corpus/<target>) for FUZZ_SECONDS; exits non-zero on any crash,
+# committed corpus (fuzz/corpus/<target>) and the inputs of fixed crashes
+# (fuzz/regressions/<target>) for FUZZ_SECONDS; exits non-zero on any crash,
 # leak, timeout or out-of-memory, whose input libFuzzer leaves in fuzz/artifacts/<target>/.
 # `make fuzz-smoke` (part of `make test`): 20 s per target. `make fuzz`: the long runs.
 # Installs the nightly toolchain (minimal profile) and cargo-fuzz when missing.
@@ -53,6 +54,8 @@ for target in $targets; do
         mkdir -p "$scratch/$target"
         dirs=("$scratch/$target" "$corpus")
     fi
+    # Inputs of crashes already fixed: run first, never written to.
+    [[ -d $fuzz/regressions/$target ]] && dirs+=("$fuzz/regressions/$target")
     args=(-max_total_time="$seconds" -timeout="$timeout_s" -print_final_stats=1)
     [[ -n $runs ]] && args+=(-runs="$runs")
     log=$scratch/$target.log
