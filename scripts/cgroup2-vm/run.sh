@@ -27,8 +27,7 @@ containerds=${CG2_CONTAINERDS:-"containerd-1.7=$repo/.work/trixie/bin/containerd
 # and the CRI; cgroups removed on delete (every ctr test checks the namespace's cgroups are
 # gone afterwards, cgroups.rs right after the delete); a CRI pod with limits; kubelet's
 # systemd-style cgroupsPath; killing what is left in a container's cgroup on a shared-PID
-# pod's stop (the shim reads cgroup.procs); churn with leak accounting, 200 cycles of the mix
-# (guest.sh), every container cgroup gone and every count back where it started.
+# pod's stop (the shim reads cgroup.procs).
 default_tests=(
   resources:limits_reach_the_cgroup_and_update_changes_them
   cgroups:pids_limit_reaches_pids_max_and_update_changes_it
@@ -44,7 +43,6 @@ default_tests=(
   cri:resources_reach_the_cgroup
   cgroups:systemd_cgroups_path_of_a_cri_pod_becomes_slices_and_scopes
   cri_conformance:stopping_init_in_a_shared_pid_namespace_ends_its_workers
-  churn:churn_ends_every_cycle_as_expected_and_leaks_nothing
 )
 read -ra tests <<<"${CG2_TESTS:-${default_tests[*]}}"
 
@@ -66,9 +64,8 @@ for lane in $containerds; do
 done
 
 echo "== cgroup v2 lane: building the integration tests"
-# Integration test targets only: the churn binary's own unit tests are named churn-<hash> too.
 exes=$(cd "$repo" && cargo test --release -p wasmpod-integration --no-run --message-format=json |
-  grep '"kind":\["test"\]' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p')
+  sed -n 's/.*"executable":"\([^"]*\)".*/\1/p')
 
 mkdir -p "$base"
 work=$(mktemp -d "$base/run.XXXXXX")
@@ -90,8 +87,6 @@ trap 'exit 130' INT TERM
 stage=$work/stage
 mkdir -p "$stage/bin" "$stage/tests" "$stage/programs"
 cp "$repo/target/release/containerd-shim-wasmpod-v1" "$repo/target/release/wasmpod" "$stage/bin/"
-# The churn driver, which the churn test runs (built with the tests: it is their binary).
-cp "$repo/target/release/churn" "$stage/bin/"
 cp -a "$repo/test-images/out/." "$stage/programs/"
 selection=()
 for t in "${tests[@]}"; do

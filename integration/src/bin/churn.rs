@@ -19,8 +19,8 @@
 //! wasmpod), `runc-echo` (busybox `echo hello` on runc), `runwasi-hello` (hello.wasm on
 //! runwasi's wasmtime shim, `io.containerd.wasmtime.v1`, which `--runwasi` names; it is put
 //! on the daemon's PATH beside the wasmpod shim). Defaults: containerd `WASMPOD_CONTAINERD`
-//! (else /usr/bin/containerd), cycles `CHURN_CYCLES` (else 1000), 8 at a time, mix `CHURN_MIX`
-//! (else `module:4,component:2,native:2,exec-wasm:1,exec-native:1,bad-wasm:1,missing-entrypoint:1`),
+//! (else /usr/bin/containerd), cycles `CHURN_CYCLES` (else 1000), 8 at a time, mix
+//! `module:4,component:2,native:2,exec-wasm:1,exec-native:1,bad-wasm:1,missing-entrypoint:1`,
 //! cache bound 256 MB, settle 30 s, stdio fifos (as ctr's; `null`: empty paths).
 
 #[path = "churn/api.rs"]
@@ -84,13 +84,7 @@ fn parse_args() -> Result<Args> {
             .unwrap_or(1000),
         concurrency: 8,
         lanes: Vec::new(),
-        mix: Mix::parse(
-            &std::env::var("CHURN_MIX")
-                .ok()
-                .filter(|m| !m.is_empty())
-                .unwrap_or_else(|| DEFAULT_MIX.to_string()),
-        )
-        .context("CHURN_MIX")?,
+        mix: Mix::parse(DEFAULT_MIX)?,
         runwasi: None,
         cache_max_mb: 256,
         settle: Duration::from_secs(30),
