@@ -13,22 +13,6 @@ use wasmpod_integration::{images, with_containerd_env};
 /// A core module of `n` functions `() -> ()`, each `ops` times `i32.const 1; drop`; exports
 /// function 0 as `_start`. Encoded by hand: no toolchain needed for the huge input.
 fn many_functions(n: usize, ops: usize) -> Vec<u8> {
-    fn leb(mut v: usize, out: &mut Vec<u8>) {
-        loop {
-            let byte = (v & 0x7f) as u8;
-            v >>= 7;
-            if v == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-    fn section(id: u8, payload: &[u8], out: &mut Vec<u8>) {
-        out.push(id);
-        leb(payload.len(), out);
-        out.extend_from_slice(payload);
-    }
     let mut out = b"\0asm\x01\0\0\0".to_vec();
     section(1, &[1, 0x60, 0, 0], &mut out);
     let mut funcs = Vec::new();
@@ -272,22 +256,6 @@ fn a_200_mb_module_runs_and_the_shim_gives_the_memory_back() -> Result<()> {
 
 /// A module whose one memory starts with `size` bytes of data (a single data segment).
 fn big_data_module(size: usize) -> Vec<u8> {
-    fn leb(mut v: usize, out: &mut Vec<u8>) {
-        loop {
-            let byte = (v & 0x7f) as u8;
-            v >>= 7;
-            if v == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-    fn section(id: u8, payload: &[u8], out: &mut Vec<u8>) {
-        out.push(id);
-        leb(payload.len(), out);
-        out.extend_from_slice(payload);
-    }
     let mut out = b"\0asm\x01\0\0\0".to_vec();
     section(1, &[1, 0x60, 0, 0], &mut out);
     section(3, &[1, 0], &mut out);
@@ -304,4 +272,24 @@ fn big_data_module(size: usize) -> Vec<u8> {
     data.extend((0..size).map(|i| i as u8));
     section(11, &data, &mut out);
     out
+}
+
+/// Unsigned LEB128, as the wasm binary format encodes sizes and counts.
+fn leb(mut v: usize, out: &mut Vec<u8>) {
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// A wasm section: id, size, payload.
+fn section(id: u8, payload: &[u8], out: &mut Vec<u8>) {
+    out.push(id);
+    leb(payload.len(), out);
+    out.extend_from_slice(payload);
 }
