@@ -38,6 +38,8 @@ pub struct Service {
     debug: bool,
     /// containerd's gRPC socket, where the images of raw wasm layers are read.
     address: String,
+    /// This shim's own ttrpc socket (empty for `start` and `delete`).
+    socket: String,
 }
 
 /// The shim a container joins: its pod's, or its own.
@@ -67,6 +69,7 @@ impl Shim for Service {
             id: args.id.clone(),
             debug: args.debug,
             address: args.address.clone(),
+            socket: args.socket.clone(),
         }
     }
 
@@ -114,7 +117,7 @@ impl Shim for Service {
             Publisher::new(publisher, &self.namespace),
         ));
         tokio::spawn(forward_exits(tasks.clone()));
-        TaskService::new(tasks, self.exit.clone())
+        TaskService::new(tasks, self.exit.clone(), self.socket.clone())
     }
 }
 
@@ -126,9 +129,33 @@ fn remove_dead_socket() {
     let Ok(address) = std::fs::read_to_string(ADDRESS_FILE) else {
         return;
     };
-    let path = address.trim().trim_start_matches("unix://");
+    let path = socket_path(&address);
     if std::os::unix::net::UnixStream::connect(path).is_err() {
-        let _ = std::fs::remove_file(path);
+        remove_socket(path);
+    }
+}
+
+/// The file of a `unix://` address.
+fn socket_path(address: &str) -> &str {
+    let address = address.trim();
+    address.strip_prefix("unix://").unwrap_or(address)
+}
+
+/// Removes the socket file of `address`, if it is one: a file of another kind at that path
+/// is none of the shim's business.
+fn remove_socket(address: &str) {
+    use std::os::unix::fs::FileTypeExt;
+    let path = socket_path(address);
+    if path.is_empty() {
+        return;
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(md) if md.file_type().is_socket() => {
+            if let Err(e) = std::fs::remove_file(path) {
+                warn!("cannot remove the shim socket {path}: {e}");
+            }
+        }
+        _ => {}
     }
 }
 
@@ -150,5 +177,38 @@ async fn forward_exits(tasks: Arc<task::ShimTasks>) {
             }
             Subject::Exec(..) => warn!("unexpected exec exit event"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::net::UnixListener;
+
+    use super::*;
+
+    #[test]
+    fn socket_path_strips_the_scheme() {
+        assert_eq!(
+            socket_path("unix:///run/containerd/s/ab\n"),
+            "/run/containerd/s/ab"
+        );
+        assert_eq!(socket_path("/tmp/x.sock"), "/tmp/x.sock");
+    }
+
+    #[test]
+    fn remove_socket_removes_a_listening_socket_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("s");
+        let _listener = UnixListener::bind(&sock).unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, "not a socket").unwrap();
+
+        remove_socket(&format!("unix://{}", sock.display()));
+        remove_socket(&format!("unix://{}", file.display()));
+        remove_socket(&format!("unix://{}", dir.path().join("missing").display()));
+        remove_socket("");
+
+        assert!(!sock.exists(), "the socket is gone");
+        assert!(file.exists(), "a regular file is left alone");
     }
 }
