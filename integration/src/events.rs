@@ -111,6 +111,27 @@ impl Events {
             .map(|e| e.topic)
             .collect()
     }
+
+    /// Waits up to `timeout` for the `/tasks/exit` of container `id`, then checks that a
+    /// `/tasks/oom` came before it, as runc's shim sends them (what Kubernetes and Docker
+    /// read OOMKilled from).
+    ///
+    /// # Errors
+    /// No exit in time, or no OOM event before it (the message lists what was seen).
+    pub fn expect_oom_before_exit(&self, id: &str, timeout: Duration) -> Result<()> {
+        let seen = poll(&format!("the /tasks/exit of {id}"), timeout, || {
+            let seen = self.topics_for(id);
+            Ok(seen.iter().any(|t| t == "/tasks/exit").then_some(seen))
+        })?;
+        let oom = seen.iter().position(|t| t == "/tasks/oom");
+        let exit = seen.iter().position(|t| t == "/tasks/exit");
+        anyhow::ensure!(
+            matches!((oom, exit), (Some(o), Some(e)) if o < e),
+            "{id}: want /tasks/oom before /tasks/exit, got {seen:?}; ctr events:\n{}",
+            self.text()
+        );
+        Ok(())
+    }
 }
 
 impl Drop for Events {

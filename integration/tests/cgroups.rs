@@ -225,17 +225,9 @@ fn oom_kills_publish_task_oom_before_the_exit() -> Result<()> {
             let id = run.container_id().to_string();
             let out = run.memory_limit(limit * MIB).timeout(WAIT * 3).exec()?;
             ensure!(out.code() == 137, "{what}: {out}");
-            let seen = poll(&format!("/tasks/exit of the {what}"), WAIT, || {
-                let seen = events.topics_for(&id);
-                Ok(seen.iter().any(|t| t == "/tasks/exit").then_some(seen))
-            })?;
-            let oom = seen.iter().position(|t| t == "/tasks/oom");
-            let exit = seen.iter().position(|t| t == "/tasks/exit");
-            ensure!(
-                matches!((oom, exit), (Some(o), Some(e)) if o < e),
-                "{what}: want /tasks/oom before /tasks/exit, got {seen:?}; ctr events:\n{}",
-                events.text()
-            );
+            events
+                .expect_oom_before_exit(&id, WAIT)
+                .with_context(|| what.to_string())?;
         }
         Ok(())
     })

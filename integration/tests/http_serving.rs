@@ -17,6 +17,15 @@ const READY: Duration = Duration::from_secs(30);
 
 /// Starts the handler on the host network at a free port with `env`; returns it and its address.
 fn start<'a>(ctd: &'a Containerd, env: &[(&str, &str)]) -> Result<(Spawned<'a>, SocketAddr)> {
+    start_limited(ctd, env, None)
+}
+
+/// [`start`], under a cgroup memory limit of `memory_limit` bytes when given.
+fn start_limited<'a>(
+    ctd: &'a Containerd,
+    env: &[(&str, &str)],
+    memory_limit: Option<u64>,
+) -> Result<(Spawned<'a>, SocketAddr)> {
     let img = images().wasm("http-handler")?;
     let addr: SocketAddr = format!("127.0.0.1:{}", http::free_port()?).parse()?;
     let listen = addr.to_string();
@@ -28,6 +37,9 @@ fn start<'a>(ctd: &'a Containerd, env: &[(&str, &str)]) -> Result<(Spawned<'a>, 
         .timeout(Duration::from_secs(120));
     for (k, v) in env {
         run = run.env(k, v);
+    }
+    if let Some(bytes) = memory_limit {
+        run = run.memory_limit(bytes);
     }
     let spawned = run.spawn()?;
     http::wait_ready(addr, "/", READY).with_context(|| {
@@ -186,6 +198,37 @@ fn past_concurrency_and_queue_requests_get_503() -> Result<()> {
             "the refusal is logged"
         );
         stop(spawned)?;
+        Ok(())
+    })
+}
+
+/// Under a cgroup memory limit of 64 MiB, one request asking for more than the container has
+/// gets 500 alone (the instance cap is lowered to the container's) and the server serves on;
+/// requests that only together outgrow the limit get the container OOM-killed, reported as
+/// for any container: exit 137, and `/tasks/oom` before `/tasks/exit`.
+#[test]
+fn memory_beyond_the_container_limit_is_refused_per_request_or_reported_as_oom() -> Result<()> {
+    with_containerd(|ctd| {
+        let events = ctd.events()?;
+        let (spawned, addr) = start_limited(ctd, &[], Some(64 << 20))?;
+        let id = spawned.id().to_string();
+        expect_status(&http::get(addr, "/alloc?mb=100")?, 500, "100 MiB in 64 MiB")?;
+        expect_status(&http::get(addr, "/alloc?mb=8")?, 200, "8 MiB in 64 MiB")?;
+        // Four instances holding 40 MiB each at once: 160 MiB in a 64 MiB cgroup.
+        let hogs: Vec<_> = (0..4)
+            .map(|_| std::thread::spawn(move || http::get(addr, "/alloc?mb=40&ms=20000")))
+            .collect();
+        let out = spawned.wait(Duration::from_secs(60))?;
+        ensure!(out.code() == 137, "want the OOM kill's 137: {out}");
+        for hog in hogs {
+            if let Ok(Ok(r)) = hog.join() {
+                ensure!(
+                    r.status != 200,
+                    "a hog was answered 200 by a killed server: {r}"
+                );
+            }
+        }
+        events.expect_oom_before_exit(&id, READY)?;
         Ok(())
     })
 }

@@ -10,7 +10,8 @@
 //!   GET  /bytes?n=N     200 N bytes, byte i = i % 251, content-length N
 //!   GET  /sleep?ms=N    200 `slept\n` after N ms (monotonic-clock pollable)
 //!   GET  /spin          never answers: a busy loop
-//!   GET  /alloc?mb=N    200 `allocated N MiB\n` after filling N MiB with 1s
+//!   GET  /alloc?mb=N    200 `allocated N MiB\n` after filling N MiB with 1s (and holding
+//!                       them for `&ms=M` ms, when given)
 //!   GET  /trap          traps (`unreachable`)
 //!   GET  /fetch?url=U   200 `upstream status S\n` + the upstream body (outgoing GET
 //!                       to U, http:// only), or 502 with the error code's Debug text
@@ -69,7 +70,7 @@ impl Guest for Handler {
             },
             (Method::Get, "/spin") => spin(),
             (Method::Get, "/alloc") => match num_param(&query, "mb") {
-                Some(mb) => alloc(out, mb),
+                Some(mb) => alloc(out, mb, num_param(&query, "ms").unwrap_or(0)),
                 None => text(out, 400, "want /alloc?mb=N\n"),
             },
             (Method::Get, "/trap") => core::arch::wasm32::unreachable(),
@@ -201,7 +202,7 @@ fn spin() -> ! {
     }
 }
 
-fn alloc(out: ResponseOutparam, mb: u64) {
+fn alloc(out: ResponseOutparam, mb: u64, hold_ms: u64) {
     let failed = |out| text(out, 500, &format!("allocation of {mb} MiB failed\n"));
     // More than a 32-bit address space can hold fails like a refused memory.grow.
     let Some(size) = usize::try_from(mb)
@@ -216,6 +217,9 @@ fn alloc(out: ResponseOutparam, mb: u64) {
     }
     v.resize(size, 1);
     core::hint::black_box(&v);
+    if hold_ms > 0 {
+        wasi::clocks::monotonic_clock::subscribe_duration(hold_ms.saturating_mul(1_000_000)).block();
+    }
     text(out, 200, &format!("allocated {mb} MiB\n"))
 }
 
