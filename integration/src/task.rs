@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::containerd::Containerd;
 use crate::process::Output;
@@ -86,6 +86,19 @@ impl<'a> Task<'a> {
     /// When ctr fails.
     pub fn ps(&self) -> Result<Output> {
         self.ctd.task_ps(&self.id)
+    }
+
+    /// The init process's pid on the host, per `ctr task ls`.
+    ///
+    /// # Errors
+    /// When ctr fails or does not list the task with a pid.
+    pub fn pid(&self) -> Result<u32> {
+        self.ctd
+            .task_list()?
+            .into_iter()
+            .find(|t| t.id == self.id && t.pid > 0)
+            .map(|t| t.pid)
+            .with_context(|| format!("ctr task ls has no pid for {}", self.id))
     }
 
     /// Status per `ctr task ls` (`None` once the task is gone).

@@ -2,6 +2,7 @@
 //! runs inside the container with its own argv and the container's mounts; a native container
 //! execs as it would under runc; exit codes and errors reach ctr.
 
+use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
@@ -179,6 +180,115 @@ fn wasm_processes_show_their_own_command_line() -> Result<()> {
         let want = [("app.wasm", "/app.wasm 100"), ("app.wasm", "/app.wasm 200")]
             .map(|(c, a)| (c.to_owned(), a.to_owned()));
         ensure!(seen == want, "processes of {}: {seen:?}", task.id());
+        Ok(())
+    })
+}
+
+/// Both kinds of exec run in their container's own root and mounts, whatever sits at the top
+/// of the node's mount tree: a wasm exec of /bin/hello.wasm beside a sleeper prints its line,
+/// the printer exec lists the image's root, and a native exec sees the `/` of the container's
+/// init (same device and inode), reads a file of the container's bind mount and is in its
+/// init's cgroups. The cgroup v2 lane's VM once ran its tests from a chroot: an exec joined
+/// the container's mount namespace but landed in the initramfs, the wasm ones failing at their
+/// preopens and the native one running the initramfs' busybox without a word (runc's too; see
+/// scripts/cgroup2-vm/init).
+#[test]
+fn execs_run_in_the_containers_root_and_mounts() -> Result<()> {
+    with_containerd(|ctd| {
+        let hello = Images::program("hello")?;
+        let tool = Images::program("printer")?;
+        let sleeper = images().wasm_with(
+            "sleeper",
+            &[
+                "--dir",
+                &format!("{}:/bin/hello.wasm", hello.display()),
+                "--dir",
+                &format!("{}:/bin/tool.wasm", tool.display()),
+            ],
+        )?;
+        let busybox = images().busybox()?;
+        let host = tempfile::tempdir()?;
+        let marker = format!("marker of run {}", std::process::id());
+        std::fs::write(host.path().join("marker.txt"), &marker)?;
+        ctd.import(&sleeper)?.import(&busybox)?;
+
+        let wasm = ctd
+            .run(&sleeper)
+            .args(["100"])
+            .mount_ro(host.path(), "/data")
+            .detach()?;
+        let native = ctd
+            .run(&busybox)
+            .argv(["sleep", "100"])
+            .mount_ro(host.path(), "/data")
+            .detach()?;
+        for task in [&wasm, &native] {
+            task.wait_for_status("RUNNING", WAIT)?;
+        }
+
+        let out = ctd.ctr([
+            "task",
+            "exec",
+            "--exec-id",
+            "w1",
+            wasm.id(),
+            "/bin/hello.wasm",
+        ])?;
+        out.success()?;
+        ensure!(
+            out.stdout.contains("hello from wasmpod"),
+            "wasm exec: {out}"
+        );
+        let out = ctd.ctr([
+            "task",
+            "exec",
+            "--exec-id",
+            "w2",
+            wasm.id(),
+            "/bin/tool.wasm",
+            "--ls",
+            "/",
+        ])?;
+        out.success()?;
+        for entry in ["entry app.wasm", "entry bin/", "entry data/"] {
+            ensure!(
+                out.stdout.lines().any(|l| l == entry),
+                "the wasm exec's / must be the image's ({entry}): {out}"
+            );
+        }
+
+        let root = std::fs::metadata(format!("/proc/{}/root", native.pid()?))?;
+        let out = ctd.ctr([
+            "task",
+            "exec",
+            "--exec-id",
+            "n1",
+            native.id(),
+            "sh",
+            "-c",
+            "stat -c %d:%i /; cat /data/marker.txt; echo; echo ==; cat /proc/self/cgroup; \
+             echo ==; cat /proc/1/cgroup",
+        ])?;
+        out.success()?;
+        let want = format!("{}:{}", root.dev(), root.ino());
+        ensure!(
+            out.stdout.lines().next() == Some(want.as_str()),
+            "the native exec's / must be its init's ({want}): {out}"
+        );
+        ensure!(
+            out.stdout.contains(&marker),
+            "the native exec must see the bind mount: {out}"
+        );
+        // Its cgroups are its init's (pid 1 of the container's own pid namespace), as both
+        // see them: the same paths per hierarchy on v1, the same `0::/...` line on v2.
+        let parts: Vec<&str> = out.stdout.split("==\n").collect();
+        ensure!(
+            parts.len() == 3 && !parts[1].trim().is_empty() && parts[1] == parts[2],
+            "the native exec must be in its init's cgroups: {out}"
+        );
+        for task in [&wasm, &native] {
+            still_running(ctd, task.id())?;
+        }
         Ok(())
     })
 }

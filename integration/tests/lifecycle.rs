@@ -134,15 +134,10 @@ fn metrics_and_ps_of_a_running_task() -> Result<()> {
             "no memory/pids figures in:\n{metrics}"
         );
 
-        let pid = ctd
-            .task_list()?
-            .into_iter()
-            .find(|t| t.id == task.id())
-            .map(|t| t.pid)
-            .unwrap_or(0);
+        let pid = task.pid()?;
         let ps = task.ps()?;
         ensure!(
-            pid != 0 && ps.stdout.contains(&pid.to_string()),
+            ps.stdout.contains(&pid.to_string()),
             "pid {pid} not in:\n{ps}"
         );
 
