@@ -2,13 +2,18 @@
 //! rootfs mounts on `bundle/rootfs`, undoing them, and reading files inside it safely.
 //!
 //! Reads use `openat2(RESOLVE_IN_ROOT)`, so an image's absolute or `..` symlinks resolve inside
-//! the rootfs the way they will inside the container, never onto the node's own files.
+//! the rootfs the way they will inside the container, never onto the node's own files. Only
+//! regular files are opened for reading: an image's fifo or device node at the entrypoint's
+//! path is looked at through an `O_PATH` descriptor and refused, because opening it would
+//! block Create for good (a fifo with no writer) or read a device from the shim (`/dev/zero`
+//! never ends).
 
 use std::ffi::CString;
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 use log::warn;
@@ -74,12 +79,33 @@ pub fn unmount(target: &Path) {
     }
 }
 
-/// Opens `path` (absolute, as the container sees it) inside `rootfs`.
+/// Opens `path` (absolute, as the container sees it) inside `rootfs` for reading, if it is a
+/// regular file.
 ///
 /// # Errors
-/// The file does not exist or cannot be opened.
+/// The file does not exist, cannot be opened, or is not a regular file (`InvalidInput`, with
+/// its type: a fifo or device node is never opened for reading).
 pub fn open_in_root(rootfs: &Path, path: &Path) -> std::io::Result<File> {
-    open_in_root_with(rootfs, path, libc::O_RDONLY)
+    // O_PATH opens nothing: no fifo wait, no device driver's open.
+    let handle = open_in_root_with(rootfs, path, libc::O_PATH)?;
+    let file_type = handle.metadata()?.file_type();
+    if !file_type.is_file() {
+        let what = if file_type.is_fifo() {
+            "a fifo"
+        } else if file_type.is_char_device() || file_type.is_block_device() {
+            "a device node"
+        } else if file_type.is_dir() {
+            "a directory"
+        } else {
+            "not a regular file"
+        };
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{} is {what}", path.display()),
+        ));
+    }
+    // Reopening the checked descriptor (not the path) reads the very file that was checked.
+    File::open(format!("/proc/self/fd/{}", handle.as_raw_fd()))
 }
 
 fn open_in_root_with(rootfs: &Path, path: &Path, flags: libc::c_int) -> std::io::Result<File> {
@@ -136,12 +162,11 @@ pub fn create_dir_in_root(rootfs: &Path, path: &Path) -> std::io::Result<()> {
     open_in_root_with(rootfs, path, libc::O_DIRECTORY).map(drop)
 }
 
-/// True when `path` names a regular file inside `rootfs`.
+/// True when `path` names a regular file inside `rootfs` (looked at, never opened).
 pub fn is_file_in_root(rootfs: &Path, path: &Path) -> bool {
-    open_in_root(rootfs, path)
+    open_in_root_with(rootfs, path, libc::O_PATH)
         .and_then(|f| f.metadata())
-        .map(|m| m.is_file())
-        .unwrap_or(false)
+        .is_ok_and(|m| m.is_file())
 }
 
 /// Reads a whole file inside `rootfs`.
@@ -197,5 +222,24 @@ mod tests {
         assert!(is_file_in_root(&root, Path::new("/etc/app")));
         assert!(!is_file_in_root(&root, Path::new("/etc")));
         assert!(!is_file_in_root(&root, Path::new("/missing")));
+    }
+
+    /// A fifo at the entrypoint's path (an image layer can hold one) is refused at once: an
+    /// open for reading would wait for a writer for good, and Create with it.
+    #[test]
+    fn a_fifo_is_refused_without_being_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("rootfs");
+        std::fs::create_dir_all(&root).unwrap();
+        nix::unistd::mkfifo(&root.join("app.wasm"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        std::os::unix::fs::symlink("/app.wasm", root.join("link")).unwrap();
+        assert!(!is_file_in_root(&root, Path::new("/app.wasm")));
+        for path in ["/app.wasm", "/link"] {
+            let err = read_in_root(&root, Path::new(path))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("is a fifo"), "{err}");
+        }
+        assert!(read_in_root(&root, Path::new("/")).is_err());
     }
 }
