@@ -60,6 +60,24 @@ pub enum ReadError {
         /// The expected digest.
         digest: String,
     },
+    /// A descriptor's digest is not `sha256:` and 64 hex digits. Checked before the digest
+    /// names a file: `sha256:../../x` would read outside the layout.
+    #[error("{}: {digest:?} is not a sha256 digest (sha256: and 64 lowercase hex digits)", path.display())]
+    BadDigest {
+        /// The archive.
+        path: PathBuf,
+        /// The digest as written.
+        digest: String,
+    },
+    /// A file of a layout directory that is not a regular file (a fifo would block the read
+    /// for good, a device or a link could read anything on the host).
+    #[error("{}: {name} is not a regular file", path.display())]
+    NotAFile {
+        /// The layout directory.
+        path: PathBuf,
+        /// The file, relative to it.
+        name: String,
+    },
     /// The layout holds more than one image.
     #[error("{}: holds {count} images; wasmpod handles single-image archives", path.display())]
     MultipleImages {
@@ -146,8 +164,12 @@ impl Files {
     fn get(&self, name: &str, path: &Path) -> Result<Option<Vec<u8>>, ReadError> {
         match self {
             Self::Tar(map) => Ok(map.get(name).cloned()),
-            Self::Dir(dir) => match std::fs::read(dir.join(name)) {
-                Ok(bytes) => Ok(Some(bytes)),
+            Self::Dir(dir) => match read_regular(&dir.join(name)) {
+                Ok(Some(bytes)) => Ok(Some(bytes)),
+                Ok(None) => Err(ReadError::NotAFile {
+                    path: path.to_owned(),
+                    name: name.to_owned(),
+                }),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
                 Err(source) => Err(ReadError::Io {
                     path: path.to_owned(),
@@ -165,7 +187,10 @@ impl Files {
     }
 
     fn blob(&self, desc: &Descriptor, path: &Path) -> Result<Blob, ReadError> {
-        let hex = desc.digest.strip_prefix("sha256:").unwrap_or(&desc.digest);
+        let hex = sha256_hex_of(&desc.digest).ok_or_else(|| ReadError::BadDigest {
+            path: path.to_owned(),
+            digest: desc.digest.clone(),
+        })?;
         let bytes = self
             .get(&format!("{BLOB_DIR}/{hex}"), path)?
             .ok_or_else(|| ReadError::Missing {
@@ -276,6 +301,22 @@ pub fn checked(
         digest: digest.to_owned(),
         bytes,
     })
+}
+
+/// The hex part of a well-formed `sha256:<64 lowercase hex>` digest.
+pub fn sha256_hex_of(digest: &str) -> Option<&str> {
+    digest.strip_prefix("sha256:").filter(|hex| {
+        hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
+}
+
+/// The content of `path` if it is a regular file (not followed if it is a symlink), `None`
+/// if it is anything else.
+fn read_regular(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    if !std::fs::symlink_metadata(path)?.is_file() {
+        return Ok(None);
+    }
+    std::fs::read(path).map(Some)
 }
 
 fn only_one(path: &Path, manifests: Vec<Descriptor>) -> Result<Descriptor, ReadError> {

@@ -86,3 +86,46 @@ fn corrupt_blobs_and_multi_image_layouts_are_refused() {
     let err = read(&out).unwrap_err().to_string();
     assert!(err.contains("holds 2 images"), "{err}");
 }
+
+/// A layout directory's documents name files only through well-formed digests, and only
+/// regular files are read: `sha256:../..` would read beside the layout (and `/dev/zero` would
+/// never end), a fifo would block for good, a symlink could point anywhere on the host.
+#[test]
+fn a_layout_dir_reads_nothing_outside_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let built = assembled(dir.path(), MODULE_WAT, false);
+    let out = dir.path().join("layout");
+    built.write(&out, Format::OciDir).unwrap();
+    let index_path = out.join("index.json");
+    let good_index = std::fs::read(&index_path).unwrap();
+
+    let mut index: IndexDoc = serde_json::from_slice(&good_index).unwrap();
+    index.manifests[0].digest = "sha256:../../../app.wasm".into();
+    std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+    let err = read(&out).unwrap_err().to_string();
+    assert!(
+        err.contains("\"sha256:../../../app.wasm\" is not a sha256 digest"),
+        "{err}"
+    );
+
+    std::fs::write(&index_path, &good_index).unwrap();
+    let layer = out.join(BLOB_DIR).join(built.image.layers[0].hex());
+    let moved = dir.path().join("elsewhere");
+    std::fs::rename(&layer, &moved).unwrap();
+    std::os::unix::fs::symlink(&moved, &layer).unwrap();
+    let err = read(&out).unwrap_err().to_string();
+    let name = format!(
+        "{BLOB_DIR}/{} is not a regular file",
+        built.image.layers[0].hex()
+    );
+    assert!(err.contains(&name), "{err}");
+
+    std::fs::remove_file(&index_path).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&index_path)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let err = read(&out).unwrap_err().to_string();
+    assert!(err.contains("index.json is not a regular file"), "{err}");
+}
