@@ -200,3 +200,98 @@ fn later_files_replace_earlier_ones() {
         (&b"new"[..], 0o600)
     );
 }
+
+/// What `image build` packs from a host tree that reaches out of itself: symlinks (absolute,
+/// dangling, `..` out of the tree) are stored as links and never followed, so no file outside
+/// the tree gets in; fifos, sockets and device nodes are refused by path; a later `--dir` that
+/// would write through an earlier one's symlink is a conflict, not a write to the link's target.
+#[test]
+fn inputs_that_reach_out_are_stored_as_links_or_refused() {
+    let top = tempfile::tempdir().unwrap();
+    std::fs::write(top.path().join("secret"), b"SECRET").unwrap();
+    let root = top.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    symlink("/etc", root.join("data")).unwrap();
+    symlink("../secret", root.join("up")).unwrap();
+    symlink(top.path().join("secret"), root.join("abs")).unwrap();
+    symlink("/no/such/file", root.join("dangling")).unwrap();
+    // A hard link to a file outside the tree is just that file's bytes: the user put it there.
+    std::fs::hard_link(top.path().join("secret"), root.join("hard")).unwrap();
+    let mut tree = LayerTree::new();
+    tree.add_mapping(&mapping(&format!("{}:/", root.display())))
+        .unwrap();
+    let seen = entries(&tree.write(0).unwrap(), 0);
+    let links: Vec<(&str, Option<&str>)> = seen
+        .iter()
+        .filter(|s| s.kind == EntryType::Symlink)
+        .map(|s| (s.path.as_str(), s.link.as_deref()))
+        .collect();
+    let abs = top.path().join("secret").display().to_string();
+    assert_eq!(
+        links,
+        [
+            ("abs", Some(abs.as_str())),
+            ("dangling", Some("/no/such/file")),
+            ("data", Some("/etc")),
+            ("up", Some("../secret")),
+        ]
+    );
+    let with_secret: Vec<&str> = seen
+        .iter()
+        .filter(|s| s.content == b"SECRET")
+        .map(|s| s.path.as_str())
+        .collect();
+    assert_eq!(with_secret, ["hard"]);
+
+    let err = tree
+        .add_mapping(&mapping(&format!(
+            "{}:/data/etc/",
+            top.path().join("secret").display()
+        )))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("conflict at /data") && err.contains("it is a symlink"),
+        "{err}"
+    );
+
+    let odd = top.path().join("odd");
+    for (name, make) in [
+        ("fifo", vec!["mkfifo", "F"]),
+        ("device", vec!["mknod", "F", "c", "1", "3"]),
+    ] {
+        std::fs::create_dir_all(&odd).unwrap();
+        let file = odd.join(name);
+        let made = std::process::Command::new(make[0])
+            .args(make[1..].iter().map(|a| {
+                if *a == "F" {
+                    file.as_os_str()
+                } else {
+                    a.as_ref()
+                }
+            }))
+            .status()
+            .unwrap();
+        if !made.success() {
+            assert_eq!(name, "device", "mkfifo failed");
+            continue; // mknod needs CAP_MKNOD
+        }
+        let err = LayerTree::new()
+            .add_mapping(&mapping(&format!("{}:/", odd.display())))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&file.display().to_string()) && err.contains("cannot go into an image"),
+            "{name}: {err}"
+        );
+        std::fs::remove_dir_all(&odd).unwrap();
+    }
+    let socket = odd.join("sock");
+    std::fs::create_dir_all(&odd).unwrap();
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let err = LayerTree::new()
+        .add_mapping(&mapping(&format!("{}:/", odd.display())))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("sock is not a regular file"), "{err}");
+}
