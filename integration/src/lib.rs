@@ -21,6 +21,8 @@
 //!   `Kill`, whose status code ctr 2.x does not print).
 //! - `terminal`: [`terminal::InTerminal`], a command on a pty of its own (`ctr run -t`).
 //! - `http`: a minimal HTTP/1.1 client for the serving tests (streams and hashes bodies).
+//! - `hostile_layer`: crafted layer tars (`../` names, device nodes, links out of the tree)
+//!   and the OCI layout around them, for the hostile-input tests.
 //!
 //! ```no_run
 //! use wasmpod_integration::{images, with_containerd};
@@ -47,6 +49,7 @@ pub mod cri;
 pub mod docker;
 pub mod docker_net;
 pub mod events;
+pub mod hostile_layer;
 pub mod http;
 pub mod images;
 pub mod paths;
