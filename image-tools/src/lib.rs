@@ -10,6 +10,8 @@
 //! - [`wasm`]: module/component detection and validation.
 //! - [`describe`]: imports, exports, WASI version of a `.wasm` (pure).
 //! - [`layer`]: reproducible layer tars (sorted, normalised, fixed gzip).
+//! - [`layer_check`]: refuses layers of a foreign image whose entries would leave the rootfs
+//!   or create devices when a daemon unpacks them (`import`).
 //! - [`layout`]: the OCI layout tar with a docker-archive `manifest.json`.
 //! - [`image`]: an image in memory (manifest, config, layers) and the
 //!   OCI document types.
@@ -38,6 +40,7 @@ pub mod import;
 pub mod inspect;
 pub mod install;
 pub mod layer;
+pub mod layer_check;
 pub mod layout;
 pub mod output;
 pub mod reference;

@@ -174,3 +174,70 @@ fn missing_ctr_and_bare_wasm_are_explained() {
         run.stderr
     );
 }
+
+/// Layers with entries that would leave the rootfs or make devices when containerd unpacks
+/// them as root are refused before `ctr` is ever run (it is not on PATH here, so an image
+/// that got past the check would fail with "ctr not found" instead), naming file and entry.
+#[test]
+fn hostile_layers_are_refused_before_ctr_runs() {
+    use wasmpod_integration::hostile_layer::{layer_tar, oci_layout, Entry};
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty-path");
+    std::fs::create_dir(&empty).unwrap();
+    let app = Entry::File("app.wasm", b"\0asm\x01\0\0\0");
+    let cases: [(&str, Vec<Entry<'_>>, &str); 6] = [
+        (
+            "dotdot",
+            vec![Entry::File("../../etc/cron.d/x", b"x")],
+            "leaves the rootfs",
+        ),
+        (
+            "absolute",
+            vec![Entry::File("/etc/passwd", b"x")],
+            "leaves the rootfs",
+        ),
+        (
+            "hardlink",
+            vec![Entry::HardLink("shadow", "/etc/shadow")],
+            "is a hard link out",
+        ),
+        (
+            "device",
+            vec![Entry::Char("disk", 8, 0)],
+            "is a device node",
+        ),
+        ("fifo", vec![Entry::Fifo("pipe")], "is a fifo"),
+        (
+            "through",
+            vec![
+                Entry::Symlink("etc", "/etc"),
+                Entry::File("etc/passwd", b"x"),
+            ],
+            "is written through the symlink",
+        ),
+    ];
+    for (name, mut entries, why) in cases {
+        entries.insert(0, app.clone());
+        let entry = match entries.last().unwrap() {
+            Entry::File(n, _) | Entry::HardLink(n, _) | Entry::Char(n, ..) | Entry::Fifo(n) => *n,
+            other => panic!("{other:?}"),
+        };
+        let layer = layer_tar(&entries).unwrap();
+        let tar = format!("{name}.tar");
+        let layout = oci_layout(name, ("wasip1", "wasm"), "/app.wasm", &[layer]).unwrap();
+        std::fs::write(dir.path().join(&tar), layout).unwrap();
+        let run = wasmpod(
+            dir.path(),
+            &["image", "import", &tar, "--containerd", "/nonexistent.sock"],
+            "",
+            &[("PATH", empty.to_str().unwrap())],
+        );
+        assert!(!run.ok, "{name}: {}", run.stdout);
+        let says = format!("entry {entry:?} {why}");
+        assert!(
+            run.stderr.contains(&tar) && run.stderr.contains(&says),
+            "{name}: {}",
+            run.stderr
+        );
+    }
+}

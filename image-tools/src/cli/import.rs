@@ -6,6 +6,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use wasmpod_image::archive::{self, Loaded};
 use wasmpod_image::import::{self, Engine};
+use wasmpod_image::layer_check::check_image;
 use wasmpod_image::{output, Form, Format};
 
 use super::registry::RegistryArgs;
@@ -58,14 +59,20 @@ pub fn run(args: ImportArgs) -> Result<()> {
                 "{} is a .wasm, not an image: build one first with `wasmpod image build`",
                 args.target
             ),
+            // Checked before the daemon unpacks the layers as root: see `layer_check`.
             Loaded::Image(image) if path.is_dir() => {
+                check_image(&image, path)?;
                 output::write(&image, Format::OciArchive, &tar, 0)?;
                 (tar.clone(), image.form())
             }
-            Loaded::Image(image) => (path.to_owned(), image.form()),
+            Loaded::Image(image) => {
+                check_image(&image, path)?;
+                (path.to_owned(), image.form())
+            }
         }
     } else {
         let image = args.registry.pull_target(&args.target)?;
+        check_image(&image, path)?;
         output::write(&image, Format::OciArchive, &tar, 0)?;
         (tar.clone(), image.form())
     };
