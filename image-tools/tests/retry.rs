@@ -11,8 +11,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 
-use common::wasmpod;
-use wasmpod_image::{assemble, Image, ImageSpec, Reference};
+use common::{tiny_image, wasmpod};
+use wasmpod_image::Image;
 
 /// Serves `image` as `app:1`; `faults[path]` lists what to do on the
 /// first requests to `path` ("drop", or a status code), then it behaves.
@@ -84,24 +84,12 @@ fn handle(mut stream: TcpStream, image: &Image, faults: &Mutex<HashMap<String, V
     }
 }
 
-fn image(dir: &std::path::Path) -> Image {
-    let wasm = dir.join("m.wasm");
-    std::fs::write(
-        &wasm,
-        wat::parse_str("(module (func (export \"_start\")))").unwrap(),
-    )
-    .unwrap();
-    let mut spec = ImageSpec::new(Reference::parse("app:1").unwrap());
-    spec.wasm = Some(wasm);
-    assemble(&spec).unwrap().image
-}
-
 /// A dropped connection, a 503 and a 429 are each retried with a warning,
 /// and the pull still produces the image.
 #[test]
 fn transient_failures_are_retried() {
     let dir = tempfile::tempdir().unwrap();
-    let image = image(dir.path());
+    let image = tiny_image(dir.path());
     let config_path = format!("/v2/app/blobs/{}", image.config.digest);
     let faults = HashMap::from([
         (
@@ -136,7 +124,7 @@ fn transient_failures_are_retried() {
 #[test]
 fn retries_are_bounded() {
     let dir = tempfile::tempdir().unwrap();
-    let image = image(dir.path());
+    let image = tiny_image(dir.path());
     let faults = HashMap::from([(
         "/v2/app/manifests/1".to_owned(),
         vec!["502 Bad Gateway", "502 Bad Gateway", "502 Bad Gateway"],

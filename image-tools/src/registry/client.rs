@@ -3,20 +3,26 @@
 //!
 //! `oci-client` is used for the wire protocol (token and basic auth
 //! challenges, chunked uploads, digest checks on download); the choice of
-//! what to send, in which order, and what to skip stays here.
+//! what to send, in which order, and what to skip stays here. Manifests are
+//! fetched with a bound on their size (see [`super::bounded`]), with the
+//! token `oci-client` negotiated.
 
+use std::sync::OnceLock;
 use std::time::Duration;
+
+use futures_util::StreamExt;
 
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, RegistryOperation};
 
+use super::bounded::{self, Refused};
 use super::retry::{self, classify_code, classify_io, classify_status, Class};
 use super::{Event, Options, Pushed, RegistryError};
 use crate::image::{
-    is_index, Blob, Image, IndexDoc, ManifestDoc, MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST,
-    MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST,
+    is_index, Blob, Descriptor, Image, IndexDoc, ManifestDoc, MEDIA_DOCKER_LIST,
+    MEDIA_DOCKER_MANIFEST, MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST,
 };
 use crate::reference::Reference;
 use crate::spec::Platform;
@@ -29,9 +35,17 @@ const ACCEPTED: [&str; 4] = [
     MEDIA_DOCKER_LIST,
 ];
 
+/// The most of a blob allocated ahead of its bytes: a descriptor's size is the registry's
+/// word, not yet a fact.
+const PREALLOCATE_MAX: u64 = 64 << 20;
+
 /// One registry conversation: client, target and how to report.
 struct Session<'a> {
     client: Client,
+    /// For manifests (see [`bounded::manifest`]).
+    http: reqwest::Client,
+    /// The bearer token `oci-client` got at [`Session::authenticate`], if the registry wants one.
+    token: OnceLock<String>,
     target: oci_client::Reference,
     reference: &'a Reference,
     auth: RegistryAuth,
@@ -53,8 +67,15 @@ impl<'a> Session<'a> {
             Some(c) => RegistryAuth::Basic(c.username.clone(), c.password.clone()),
             None => RegistryAuth::Anonymous,
         };
+        // reqwest's default policy follows at most 10 redirects, so a loop ends in an error.
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(30))
+            .build()
+            .unwrap_or_default();
         Self {
             client: Client::new(config),
+            http,
+            token: OnceLock::new(),
             target: oci_reference(reference),
             reference,
             auth,
@@ -87,6 +108,9 @@ impl<'a> Session<'a> {
     }
 
     fn failure(&self, err: &OciDistributionError, retries: u32) -> RegistryError {
+        if let Some(reason) = bounded::refused(err) {
+            return self.refused(reason.clone());
+        }
         let registry = self.reference.registry().to_owned();
         match classify(err) {
             Class::Unauthorized => match &self.options.credentials {
@@ -112,19 +136,47 @@ impl<'a> Session<'a> {
         }
     }
 
-    async fn authenticate(&self, operation: RegistryOperation) -> Result<(), RegistryError> {
-        let (client, target, auth) = (&self.client, &self.target, &self.auth);
-        self.call(|| client.auth(target, auth, operation))
-            .await
-            .map(drop)
+    fn refused(&self, reason: Refused) -> RegistryError {
+        RegistryError::Refused {
+            registry: self.reference.registry().to_owned(),
+            reason,
+        }
     }
 
-    async fn blob(&self, digest: &str, size: u64) -> Result<Vec<u8>, RegistryError> {
+    async fn authenticate(&self, operation: RegistryOperation) -> Result<(), RegistryError> {
+        let (client, target, auth) = (&self.client, &self.target, &self.auth);
+        if let Some(token) = self.call(|| client.auth(target, auth, operation)).await? {
+            let _ = self.token.set(token);
+        }
+        Ok(())
+    }
+
+    /// A blob, verified against its descriptor: size bounded before the request, Content-Length
+    /// checked before the body, the body cut off at the declared size, the digest checked at
+    /// its end (by `oci-client`'s verifying stream).
+    async fn blob(&self, desc: &Descriptor) -> Result<Vec<u8>, RegistryError> {
         let (client, target) = (&self.client, &self.target);
+        let what = format!("blob {}", desc.digest);
+        bounded::check_declared(&what, desc.size).map_err(|r| self.refused(r))?;
+        let (digest, size, what) = (desc.digest.as_str(), desc.size, what.as_str());
         let bytes = self
             .call(|| async move {
-                let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-                client.pull_blob(target, digest, &mut bytes).await?;
+                let mut stream = client.pull_blob_stream(target, digest).await?;
+                if let Some(length) = stream.content_length.filter(|n| *n != size) {
+                    let what = what.to_owned();
+                    let expected = size;
+                    return Err(Refused::LengthMismatch {
+                        what,
+                        length,
+                        expected,
+                    }
+                    .into());
+                }
+                let mut bytes = Vec::with_capacity(size.min(PREALLOCATE_MAX) as usize);
+                while let Some(chunk) = stream.next().await {
+                    let bound = "its descriptor declares";
+                    bounded::append(&mut bytes, &chunk?, size, what, bound)?;
+                }
                 Ok(bytes)
             })
             .await?;
@@ -136,9 +188,34 @@ impl<'a> Session<'a> {
     }
 
     async fn manifest(&self, target: &oci_client::Reference) -> Result<Blob, RegistryError> {
-        let (client, auth) = (&self.client, &self.auth);
+        let scheme = if self.options.insecure {
+            "http"
+        } else {
+            "https"
+        };
+        let url = format!(
+            "{scheme}://{}/v2/{}/manifests/{}",
+            target.resolve_registry(),
+            target.repository(),
+            target
+                .digest()
+                .or(target.tag())
+                .unwrap_or(crate::reference::DEFAULT_TAG),
+        );
+        let what = format!("manifest {}", self.reference);
+        let request = || {
+            let request = self
+                .http
+                .get(&url)
+                .header(http::header::ACCEPT, ACCEPTED.join(", "));
+            match (self.token.get(), &self.options.credentials) {
+                (Some(token), _) => request.bearer_auth(token),
+                (None, Some(c)) => request.basic_auth(&c.username, Some(&c.password)),
+                (None, None) => request,
+            }
+        };
         let (bytes, digest) = self
-            .call(|| client.pull_manifest_raw(target, auth, &ACCEPTED))
+            .call(|| bounded::manifest(request(), &what, target.digest()))
             .await?;
         #[derive(serde::Deserialize)]
         #[serde(rename_all = "camelCase")]
@@ -152,7 +229,7 @@ impl<'a> Session<'a> {
         Ok(Blob {
             media_type,
             digest,
-            bytes: bytes.to_vec(),
+            bytes,
         })
     }
 }
@@ -254,14 +331,14 @@ pub(super) async fn pull(reference: &Reference, options: &Options) -> Result<Ima
     let config = Blob {
         media_type: doc.config.media_type.clone(),
         digest: doc.config.digest.clone(),
-        bytes: session.blob(&doc.config.digest, doc.config.size).await?,
+        bytes: session.blob(&doc.config).await?,
     };
     let mut layers = Vec::new();
     for layer in &doc.layers {
         layers.push(Blob {
             media_type: layer.media_type.clone(),
             digest: layer.digest.clone(),
-            bytes: session.blob(&layer.digest, layer.size).await?,
+            bytes: session.blob(layer).await?,
         });
     }
     let platform = platform.or_else(|| crate::archive::config_platform(&config.bytes));

@@ -5,6 +5,7 @@
 //!
 //! - [`auth`]: credentials from flags or Docker's `config.json`.
 //! - [`retry`]: which failures are transient, and the backoff.
+//! - [`bounded`]: size and digest bounds on what the registry sends.
 //! - `client`: the async calls; [`push`] and [`pull`] wrap them for
 //!   blocking callers.
 //!
@@ -12,6 +13,7 @@
 //! interrupted push resumes where it stopped.
 
 pub mod auth;
+pub mod bounded;
 mod client;
 pub mod retry;
 
@@ -144,6 +146,15 @@ pub enum RegistryError {
         reference: String,
         /// The parser's message.
         source: serde_json::Error,
+    },
+    /// An answer refused for its declared or actual size, or its digest.
+    #[error("{registry}: {reason}; refusing it")]
+    Refused {
+        /// The registry host.
+        registry: String,
+        /// What was wrong with the answer.
+        #[source]
+        reason: bounded::Refused,
     },
     /// Anything else, after retries.
     #[error("{registry}: {message}{}", retried_note(*.retries))]

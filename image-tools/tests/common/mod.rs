@@ -213,3 +213,15 @@ fn bcrypt(password: &str) -> Result<String> {
     }
     Ok(hash)
 }
+
+/// An image of a module that only exports `_start`, named `app:1`: the smallest thing a
+/// registry test can serve.
+pub fn tiny_image(dir: &Path) -> wasmpod_image::Image {
+    let wasm = dir.join("m.wasm");
+    let module = wat::parse_str("(module (func (export \"_start\")))").expect("valid wat");
+    std::fs::write(&wasm, module).expect("write m.wasm");
+    let reference = wasmpod_image::Reference::parse("app:1").expect("valid reference");
+    let mut spec = wasmpod_image::ImageSpec::new(reference);
+    spec.wasm = Some(wasm);
+    wasmpod_image::assemble(&spec).expect("assemble").image
+}
