@@ -3,8 +3,10 @@
 //!
 //! Process model: one shim per pod (containers are grouped by the
 //! `io.kubernetes.cri.sandbox-id` annotation), one per container otherwise. The shim exits on
-//! Shutdown once its last task is deleted.
+//! Shutdown once its last task is deleted, or when containerd removes its bundle while it
+//! holds no task (`abandoned`).
 
+mod abandoned;
 mod events;
 mod logger;
 mod metrics;
@@ -117,6 +119,11 @@ impl Shim for Service {
             Publisher::new(publisher, &self.namespace),
         ));
         tokio::spawn(forward_exits(tasks.clone()));
+        tokio::spawn(abandoned::exit_when_abandoned(
+            tasks.clone(),
+            self.exit.clone(),
+            self.socket.clone(),
+        ));
         TaskService::new(tasks, self.exit.clone(), self.socket.clone())
     }
 }
