@@ -76,6 +76,7 @@ impl Error {
             Error::Isolation(IsolationError::EntrypointNotFound { .. }) => Code::NOT_FOUND,
             Error::Isolation(IsolationError::NotRunnable { .. }) => Code::INVALID_ARGUMENT,
             Error::Isolation(IsolationError::ProcessGone { .. }) => Code::NOT_FOUND,
+            Error::Isolation(IsolationError::NoSpace { .. }) => Code::RESOURCE_EXHAUSTED,
             Error::Isolation(_) => Code::INTERNAL,
             Error::Image(ImageError::NoLayerFor { .. }) => Code::NOT_FOUND,
             Error::Image(ImageError::BadDocument { .. }) => Code::INVALID_ARGUMENT,
@@ -133,6 +134,14 @@ mod tests {
         assert_eq!(unreachable.code(), Code::INTERNAL);
         let io = Error::io("reading x", std::io::Error::other("boom"));
         assert_eq!(io.code(), Code::INTERNAL);
+        // A full state dir: retrying will not help until someone frees space, as gRPC says.
+        let full = Error::Isolation(IsolationError::NoSpace {
+            id: "c".into(),
+            action: "create",
+            dir: PathBuf::from("/run/containerd/io.containerd.runtime.v2.task/k8s.io/c"),
+            reason: "failed to save config: No space left on device (os error 28)".into(),
+        });
+        assert_eq!(full.code(), Code::RESOURCE_EXHAUSTED);
     }
 
     #[test]

@@ -66,7 +66,7 @@ impl LinuxContainer {
         let executor = WorkloadExecutor::new(workload, log_fd);
         let build_id = id.clone();
         let build_prepared = prepared.clone();
-        let built = off_runtime(&id, "create", move || {
+        let built = off_runtime(&id, "create", &bundle, move || {
             in_builder_process(|| build(&build_id, &build_prepared, executor, io))
         })
         // libcontainer saved the container's state in the builder: the shim's copy is read back.
@@ -243,11 +243,7 @@ impl LinuxContainer {
         io: ProcessIo,
         log_fd: Option<RawFd>,
     ) -> Result<i32, IsolationError> {
-        let err = |e: &dyn std::error::Error| IsolationError::Container {
-            id: self.id.clone(),
-            action: "exec",
-            reason: chain(e),
-        };
+        let err = |e: &dyn std::error::Error| build_error(&self.id, "exec", &self.bundle, chain(e));
         // libcontainer reads the exec's process from a file; its `terminal` must match the io.
         let mut process = process.clone();
         process.set_terminal(Some(io.is_terminal()));
@@ -261,7 +257,7 @@ impl LinuxContainer {
         let state_root = self.state_root.clone();
         let executor = WorkloadExecutor::new(workload, log_fd);
         let process_file = file.clone();
-        let built = off_runtime(&self.id, "exec", move || {
+        let built = off_runtime(&self.id, "exec", &self.bundle, move || {
             in_builder_process(|| build_exec(&id, &state_root, executor, io, process_file))
         });
         let _ = std::fs::remove_file(&file);
@@ -287,13 +283,10 @@ impl LinuxContainer {
 fn off_runtime(
     id: &str,
     action: &'static str,
+    bundle: &Path,
     make: impl FnOnce() -> BuildResult + Send + 'static,
 ) -> Result<i32, IsolationError> {
-    let err = |reason: String| IsolationError::Container {
-        id: id.to_string(),
-        action,
-        reason,
-    };
+    let err = |reason: String| build_error(id, action, bundle, reason);
     std::thread::Builder::new()
         .name(format!("wasmpod-{action}"))
         .spawn(make)
@@ -301,6 +294,28 @@ fn off_runtime(
         .join()
         .map_err(|_| err("the builder thread panicked".into()))?
         .map_err(err)
+}
+
+/// A failed build as an error. libcontainer writes its state into the bundle (`.wasmpod/state`),
+/// and its message then says "failed to save config: No space left on device" without saying
+/// where: a full disk gets an error of its own that names the bundle, so the user knows which
+/// filesystem to free. The chain comes back from the builder process as text, and both std's
+/// and nix's rendering of ENOSPC carry the OS's wording of it.
+fn build_error(id: &str, action: &'static str, bundle: &Path, reason: String) -> IsolationError {
+    if reason.contains(nix::errno::Errno::ENOSPC.desc()) {
+        IsolationError::NoSpace {
+            id: id.to_string(),
+            action,
+            dir: bundle.to_path_buf(),
+            reason,
+        }
+    } else {
+        IsolationError::Container {
+            id: id.to_string(),
+            action,
+            reason,
+        }
+    }
 }
 
 /// In the builder process: the container's init, waiting for Start. Returns its pid.
@@ -469,6 +484,31 @@ mod tests {
             .build()
             .unwrap();
         SpecBuilder::default().linux(linux).build().unwrap()
+    }
+
+    #[test]
+    fn a_full_disk_is_named_with_the_bundle() {
+        let bundle = Path::new("/run/state/ns/c1");
+        let full = std::io::Error::from_raw_os_error(libc::ENOSPC);
+        let e = build_error(
+            "c1",
+            "create",
+            bundle,
+            format!("failed to save config: {full}"),
+        );
+        assert!(matches!(e, IsolationError::NoSpace { .. }), "{e:?}");
+        let text = e.to_string();
+        assert!(
+            text.contains("no space left on device in /run/state/ns/c1")
+                && text.contains("failed to save config"),
+            "{text}"
+        );
+        let nix_rendering = format!("mkdir: {}", nix::errno::Errno::ENOSPC);
+        let e = build_error("c1", "exec", bundle, nix_rendering);
+        assert!(matches!(e, IsolationError::NoSpace { .. }), "{e:?}");
+        let other = std::io::Error::from_raw_os_error(libc::EACCES);
+        let e = build_error("c1", "create", bundle, other.to_string());
+        assert!(matches!(e, IsolationError::Container { .. }), "{e:?}");
     }
 
     #[test]

@@ -75,6 +75,22 @@ pub enum IsolationError {
         /// libcontainer's error chain.
         reason: String,
     },
+    /// The filesystem holding the container's bundle (containerd's state dir, where
+    /// libcontainer keeps its state too) is full.
+    #[error(
+        "container {id}: {action} failed: no space left on device in {}: {reason}",
+        dir.display()
+    )]
+    NoSpace {
+        /// Container id.
+        id: String,
+        /// create or exec.
+        action: &'static str,
+        /// The directory whose filesystem is full (the bundle).
+        dir: PathBuf,
+        /// libcontainer's error chain.
+        reason: String,
+    },
     /// A cgroup operation failed.
     #[error("cgroup {}: {action} failed: {reason}", path.display())]
     Cgroup {
