@@ -10,7 +10,7 @@
 //! - `task`: [`Task`], a handle on a running task (kill, pause, metrics, exit code).
 //! - `images`: [`Images`], test image tars built once per process (wasmpod CLI, umoci).
 //! - `process`: commands with deadlines and captured [`Output`].
-//! - `system`: leftover processes, mounts and cgroups on the host, and their removal;
+//! - `system`: leftover processes, mounts, cgroups and shim sockets on the host, and their removal;
 //!   `cgroup`: a container's resource settings read back from cgroupfs (v1 or v2).
 //! - `spec`: the whole-spec file for runs as another user on a ctr without `--user`.
 //! - `cri`: containerd (1.7 or 2.x) with its CRI plugin driven as kubelet would (pods, exec,
@@ -23,6 +23,7 @@
 //! - `http`: a minimal HTTP/1.1 client for the serving tests (streams and hashes bodies).
 //! - `hostile_layer`: crafted layer tars (`../` names, device nodes, links out of the tree)
 //!   and the OCI layout around them, for the hostile-input tests.
+//! - `tmpfs`: [`tmpfs::FullTmpfs`], a small tmpfs over a daemon's dir, filled to nearly full.
 //!
 //! ```no_run
 //! use wasmpod_integration::{images, with_containerd};
@@ -60,6 +61,7 @@ pub mod spec;
 pub mod system;
 pub mod task;
 pub mod terminal;
+pub mod tmpfs;
 pub mod versions;
 
 pub use containerd::{unique_name, with_containerd, with_containerd_env, Containerd, TaskInfo};

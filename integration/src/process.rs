@@ -161,6 +161,22 @@ pub fn wait_or_kill(child: &mut Child, timeout: Duration) -> Result<Option<ExitS
     }
 }
 
+/// Sends `signal` to `child` (a daemon being restarted) and waits for it to exit.
+///
+/// # Errors
+/// When the signal cannot be sent or `timeout` passes.
+pub fn signal_and_wait(
+    child: &mut Child,
+    signal: nix::sys::signal::Signal,
+    timeout: Duration,
+) -> Result<()> {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, signal)?;
+    poll(&format!("pid {pid} to exit on {signal}"), timeout, || {
+        Ok(child.try_wait()?.map(drop))
+    })
+}
+
 /// Polls `f` every 50 ms until it returns `Some`, for at most `timeout`.
 ///
 /// # Errors

@@ -87,6 +87,19 @@ pub fn shims_of(address: &str, binary: &str) -> Vec<Proc> {
         .collect()
 }
 
+/// Where shims put their ttrpc sockets, whatever the daemon's own dirs.
+pub const SHIM_SOCKET_DIR: &str = "/run/containerd/s";
+
+/// The ttrpc socket of the shim of container (or pod sandbox) `id` in namespace `ns` of the
+/// daemon at `address`: `/run/containerd/s/<sha256(address/ns/id)>`, as containerd's shim
+/// library and the Rust one name it.
+pub fn shim_socket(address: &Path, ns: &str, id: &str) -> PathBuf {
+    use sha2::{Digest, Sha256};
+    let key = address.join(ns).join(id);
+    let hash = Sha256::digest(key.as_os_str().as_encoded_bytes());
+    Path::new(SHIM_SOCKET_DIR).join(format!("{hash:x}"))
+}
+
 /// Sends SIGKILL to `pid`, ignoring a process that is already gone.
 pub fn kill_pid(pid: i32) {
     let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);

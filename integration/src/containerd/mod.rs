@@ -21,7 +21,7 @@ use nix::sys::signal::Signal;
 
 use crate::config::{private_config, Settings};
 use crate::paths;
-use crate::process::{poll, run_with_timeout, Output};
+use crate::process::{poll, run_with_timeout, signal_and_wait, Output};
 use crate::system;
 
 mod cleanup;
@@ -214,10 +214,7 @@ impl Containerd {
         let Some(mut child) = self.child.take() else {
             bail!("containerd is not running");
         };
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal)?;
-        poll("containerd to stop", Duration::from_secs(10), || {
-            Ok(child.try_wait()?.map(drop))
-        })?;
+        signal_and_wait(&mut child, signal, Duration::from_secs(10))?;
         self.spawn()
             .with_context(|| format!("restart (log tail:\n{})", self.log_tail(40)))
     }

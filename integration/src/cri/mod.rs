@@ -37,7 +37,7 @@ use nix::sys::signal::Signal;
 
 use crate::images::TestImage;
 use crate::paths;
-use crate::process::{poll, run_with_timeout};
+use crate::process::{poll, run_with_timeout, signal_and_wait};
 use crate::versions::{self, Version};
 
 pub mod client;
@@ -195,7 +195,8 @@ impl Cri {
             path.push(d.to_path_buf());
         }
         path.extend(["/usr/sbin", "/usr/bin", "/sbin", "/bin"].map(PathBuf::from));
-        let log = File::create(&self.log)?;
+        // Appended: a restarted daemon's log follows the first one's.
+        let log = File::options().create(true).append(true).open(&self.log)?;
         let mut cmd = Command::new(&self.binary);
         cmd.arg("--config")
             .arg(config_path)
@@ -236,6 +237,24 @@ impl Cri {
         })?;
         self.client = Some(client);
         Ok(())
+    }
+
+    /// Stops containerd with `signal` (SIGKILL: a crash; SIGTERM: a service restart) and starts
+    /// it again on the same config, root and state, as an operator's restart would. Shims,
+    /// pods and containers are not its children: they live on, and the new daemon's CRI
+    /// plugin finds them again in its store and reconnects to their shims.
+    ///
+    /// # Errors
+    /// When containerd does not stop within 10 s or does not come back.
+    pub fn restart(&mut self, signal: Signal) -> Result<()> {
+        self.client = None;
+        let Some(mut child) = self.child.take() else {
+            bail!("containerd is not running");
+        };
+        signal_and_wait(&mut child, signal, Duration::from_secs(10))?;
+        let config = self.dir.join("config.toml");
+        self.spawn(&config)
+            .with_context(|| format!("restart (log tail:\n{})", self.log_tail(40)))
     }
 
     fn ctr_import(&self, tar: &Path) -> Result<()> {
@@ -342,8 +361,16 @@ impl Cri {
 /// # Errors
 /// What `body` returns, or what the checks find.
 pub fn with_cri(body: impl FnOnce(&Cri) -> Result<()>) -> Result<()> {
-    let cri = Cri::start()?;
-    let mut result = body(&cri);
+    with_cri_mut(|cri| body(cri))
+}
+
+/// [`with_cri`] for a body that needs the [`Cri`] mutably ([`Cri::restart`]).
+///
+/// # Errors
+/// See [`with_cri`].
+pub fn with_cri_mut(body: impl FnOnce(&mut Cri) -> Result<()>) -> Result<()> {
+    let mut cri = Cri::start()?;
+    let mut result = body(&mut cri);
     let removed = cri.remove_all_pods().and_then(|()| cri.wait_clean());
     result = result.and(removed);
     if result.is_err() {
