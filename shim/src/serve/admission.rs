@@ -30,13 +30,13 @@ impl Admission {
         if let Ok(permit) = self.slots.clone().try_acquire_owned() {
             return Some(permit);
         }
-        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_queue {
-            self.waiting.fetch_sub(1, Ordering::AcqRel);
+        let place = Waiting::enter(&self.waiting);
+        if place.ahead >= self.max_queue {
             return None;
         }
-        let permit = self.slots.clone().acquire_owned().await.ok();
-        self.waiting.fetch_sub(1, Ordering::AcqRel);
-        permit
+        // A client that gives up while queued drops this future here: the place is given back
+        // by `Waiting`'s drop, or the queue would shrink for good with every such client.
+        self.slots.clone().acquire_owned().await.ok()
     }
 
     /// Requests waiting for a slot now.
@@ -54,6 +54,26 @@ impl Admission {
     pub(crate) async fn drained(&self, limit: Duration) -> bool {
         let all = self.slots.acquire_many(self.capacity);
         matches!(tokio::time::timeout(limit, all).await, Ok(Ok(_)))
+    }
+}
+
+/// A place in the queue, held while waiting and given back when dropped.
+struct Waiting<'a> {
+    count: &'a AtomicU32,
+    /// How many were waiting before this one.
+    ahead: u32,
+}
+
+impl<'a> Waiting<'a> {
+    fn enter(count: &'a AtomicU32) -> Self {
+        let ahead = count.fetch_add(1, Ordering::AcqRel);
+        Self { count, ahead }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -78,6 +98,34 @@ mod tests {
         drop(first);
         assert!(queued.await.unwrap());
         assert!(admission.drained(Duration::from_secs(1)).await);
+    }
+
+    #[tokio::test]
+    async fn a_request_dropped_while_queued_gives_its_place_back() {
+        let admission = Arc::new(Admission::new(1, 1));
+        let running = admission.admit().await.expect("a free slot");
+        let queued = {
+            let admission = admission.clone();
+            tokio::spawn(async move { admission.admit().await.is_some() })
+        };
+        while admission.queued() == 0 {
+            tokio::task::yield_now().await;
+        }
+        // The client goes away: hyper drops the request's future.
+        queued.abort();
+        assert!(queued.await.unwrap_err().is_cancelled());
+        assert_eq!(admission.queued(), 0);
+        // The queue has its place again: the next request waits instead of being refused.
+        let next = {
+            let admission = admission.clone();
+            tokio::spawn(async move { admission.admit().await.is_some() })
+        };
+        while admission.queued() == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert!(admission.admit().await.is_none(), "the queue of 1 is full");
+        drop(running);
+        assert!(next.await.unwrap());
     }
 
     #[tokio::test]
