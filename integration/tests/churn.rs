@@ -23,7 +23,6 @@ fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
 }
 
 #[test]
-#[ignore = "finds 2 shim sockets left in /run/containerd/s after 1,000 cycles on containerd 1.7 (a leak not fixed yet, issue 13); run with --ignored"]
 fn churn_ends_every_cycle_as_expected_and_leaks_nothing() -> Result<()> {
     wasmpod_integration::require_shim()?;
     // The cgroup v2 VM runs a snapshot of the binaries: it names its copy.
