@@ -84,6 +84,18 @@ impl Loader {
             path: cwd.clone(),
             reason: format!("cannot create the working directory (process.cwd): {e}"),
         })?;
+        // An image's fifo or device node at an absolute entrypoint is named as what it is, not
+        // "not found" (a directory there may still be a wasm layer's name, so it goes on).
+        if resolved.is_err() && Path::new(program_path).is_absolute() {
+            let odd = rootfs::non_regular_in_root(rootfs, Path::new(program_path));
+            if let Some(what) = odd.filter(|what| *what != "a directory") {
+                return Err(IsolationError::EntrypointNotFound {
+                    path: PathBuf::from(program_path),
+                    reason: format!("it is {what}, not a regular file"),
+                }
+                .into());
+            }
+        }
         let (path, bytes, from_layer) = match resolved {
             Ok(path) => {
                 let bytes = rootfs::read_in_root(rootfs, &path)?;

@@ -88,17 +88,7 @@ pub fn unmount(target: &Path) {
 pub fn open_in_root(rootfs: &Path, path: &Path) -> std::io::Result<File> {
     // O_PATH opens nothing: no fifo wait, no device driver's open.
     let handle = open_in_root_with(rootfs, path, libc::O_PATH)?;
-    let file_type = handle.metadata()?.file_type();
-    if !file_type.is_file() {
-        let what = if file_type.is_fifo() {
-            "a fifo"
-        } else if file_type.is_char_device() || file_type.is_block_device() {
-            "a device node"
-        } else if file_type.is_dir() {
-            "a directory"
-        } else {
-            "not a regular file"
-        };
+    if let Some(what) = not_regular(&handle.metadata()?.file_type()) {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
             format!("{} is {what}", path.display()),
@@ -106,6 +96,27 @@ pub fn open_in_root(rootfs: &Path, path: &Path) -> std::io::Result<File> {
     }
     // Reopening the checked descriptor (not the path) reads the very file that was checked.
     File::open(format!("/proc/self/fd/{}", handle.as_raw_fd()))
+}
+
+/// What `path` inside `rootfs` is ("a fifo", "a device node"...) when it exists and is not a
+/// regular file; `None` for a regular file or nothing there. Looked at, never opened.
+pub fn non_regular_in_root(rootfs: &Path, path: &Path) -> Option<&'static str> {
+    let handle = open_in_root_with(rootfs, path, libc::O_PATH).ok()?;
+    not_regular(&handle.metadata().ok()?.file_type())
+}
+
+fn not_regular(file_type: &std::fs::FileType) -> Option<&'static str> {
+    Some(if file_type.is_file() {
+        return None;
+    } else if file_type.is_fifo() {
+        "a fifo"
+    } else if file_type.is_char_device() || file_type.is_block_device() {
+        "a device node"
+    } else if file_type.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    })
 }
 
 fn open_in_root_with(rootfs: &Path, path: &Path, flags: libc::c_int) -> std::io::Result<File> {
@@ -234,6 +245,9 @@ mod tests {
         nix::unistd::mkfifo(&root.join("app.wasm"), nix::sys::stat::Mode::S_IRWXU).unwrap();
         std::os::unix::fs::symlink("/app.wasm", root.join("link")).unwrap();
         assert!(!is_file_in_root(&root, Path::new("/app.wasm")));
+        let kind = non_regular_in_root(&root, Path::new("/link"));
+        assert_eq!(kind, Some("a fifo"));
+        assert_eq!(non_regular_in_root(&root, Path::new("/missing")), None);
         for path in ["/app.wasm", "/link"] {
             let err = read_in_root(&root, Path::new(path))
                 .unwrap_err()
