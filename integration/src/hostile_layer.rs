@@ -22,6 +22,8 @@ pub enum Entry<'a> {
     HardLink(&'a str, &'a str),
     /// A character device `major:minor`.
     Char(&'a str, u32, u32),
+    /// A block device `major:minor`.
+    Block(&'a str, u32, u32),
     /// A fifo.
     Fifo(&'a str),
 }
@@ -40,6 +42,9 @@ pub fn layer_tar(entries: &[Entry<'_>]) -> Result<Vec<u8>> {
             Entry::HardLink(name, to) => (name, EntryType::Link, Some(to), &[], None),
             Entry::Char(name, major, minor) => {
                 (name, EntryType::Char, None, &[], Some((major, minor)))
+            }
+            Entry::Block(name, major, minor) => {
+                (name, EntryType::Block, None, &[], Some((major, minor)))
             }
             Entry::Fifo(name) => (name, EntryType::Fifo, None, &[], None),
         };
