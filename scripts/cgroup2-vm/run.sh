@@ -27,7 +27,8 @@ containerds=${CG2_CONTAINERDS:-"containerd-1.7=$repo/.work/trixie/bin/containerd
 # and the CRI; cgroups removed on delete (every ctr test checks the namespace's cgroups are
 # gone afterwards, cgroups.rs right after the delete); a CRI pod with limits; kubelet's
 # systemd-style cgroupsPath; killing what is left in a container's cgroup on a shared-PID
-# pod's stop (the shim reads cgroup.procs).
+# pod's stop (the shim reads cgroup.procs); execs, wasm and native, joining a running
+# container: its cgroup, namespaces (a cgroup namespace of its own on v2), root and mounts.
 default_tests=(
   resources:limits_reach_the_cgroup_and_update_changes_them
   cgroups:pids_limit_reaches_pids_max_and_update_changes_it
@@ -43,6 +44,8 @@ default_tests=(
   cri:resources_reach_the_cgroup
   cgroups:systemd_cgroups_path_of_a_cri_pod_becomes_slices_and_scopes
   cri_conformance:stopping_init_in_a_shared_pid_namespace_ends_its_workers
+  exec:execs_run_in_the_containers_root_and_mounts
+  exec:wasm_exec_runs_another_program_of_the_image
 )
 read -ra tests <<<"${CG2_TESTS:-${default_tests[*]}}"
 
