@@ -6,7 +6,8 @@
 //!
 //! Nothing may land on or be read from the host: every entry ends up inside the rootfs (or
 //! the unpack fails), a guest's paths through the links resolve inside the rootfs or fail,
-//! the disk cannot be opened, and a fifo entrypoint fails Create instead of hanging it.
+//! the disk cannot be opened, a volume on a symlink lands inside the rootfs, and a fifo
+//! entrypoint fails Create instead of hanging it.
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -180,6 +181,45 @@ fn a_fifo_entrypoint_fails_create_without_hanging() -> Result<()> {
         ensure!(out.combined().contains(says), "{out}");
         let hello = wasmpod_integration::images().wasm("hello")?;
         ctd.import(&hello)?.run(&hello).exec()?.success()?;
+        Ok(())
+    })
+}
+
+/// A volume whose destination is a symlink of the image (`/data -> /etc`, `/up -> ../..`):
+/// the runtime mounts it at the link's target inside the rootfs, the guest's preopen of the
+/// destination reaches the volume, and nothing is written to the node's `/etc`.
+#[test]
+fn a_volume_on_a_symlink_destination_stays_in_the_rootfs() -> Result<()> {
+    with_containerd(|ctd| {
+        let files = fs::read(Images::program("files")?)?;
+        let layer = layer_tar(&[
+            Entry::File("app.wasm", &files),
+            Entry::Dir("etc/"),
+            Entry::Symlink("data", "/etc"),
+            Entry::Symlink("up", "../../../../etc"),
+        ])?;
+        let dir = tempfile::tempdir()?;
+        let img = import(ctd, dir.path(), "volume", &[layer])?;
+        for link in ["/data", "/up"] {
+            let volume = tempfile::tempdir()?;
+            let name = unique_name("wasmpod-volume");
+            let target = format!("{link}/{name}");
+            let out = ctd
+                .run(&img)
+                .args(["write", &target, "x"])
+                .mount_rw(volume.path(), link)
+                .exec()?;
+            let on_host = Path::new("/etc").join(&name);
+            ensure!(
+                !on_host.exists(),
+                "{target} wrote {}: {out}",
+                on_host.display()
+            );
+            ensure!(
+                out.code() == 0 && volume.path().join(&name).is_file(),
+                "{target} did not reach the volume: {out}"
+            );
+        }
         Ok(())
     })
 }
