@@ -12,7 +12,7 @@ FORKY     := $(CURDIR)/.work/forky
 PREFIX    ?= /usr/local
 TEST_THREADS ?= 2
 
-.PHONY: deps trixie forky build test-images test unit-test integration-test critest lint fmt bench demo install uninstall clean
+.PHONY: deps trixie forky build test-images test unit-test integration-test critest lint fmt bench trace demo install uninstall clean
 
 deps: ## install missing apt packages and rust targets
 	@scripts/install-deps.sh
@@ -88,6 +88,10 @@ fmt:
 bench: build test-images ## wasmpod vs runc: start time, churn, idle PSS; engine start; 1000 idle containers; HTTP vs wasmtime serve
 	scripts/bench.sh
 	scripts/bench-churn.sh $(TRIXIE)/bin/containerd $(FORKY)/bin/containerd
+	scripts/trace-start.sh $(TRIXIE)/bin/containerd
+
+trace: build test-images trixie ## where one cached `ctr run --rm` spends its time, wasmpod beside runc
+	scripts/trace-start.sh $(TRIXIE)/bin/containerd
 
 demo: build test-images ## private containerd, run the hello image through wasmpod
 	scripts/demo.sh

@@ -22,9 +22,17 @@ containerd_start() {
         -e "/^\[ttrpc\]/,/address/ s|address = \"\"|address = \"$CTD_DIR/ttrpc.sock\"|" \
         -e "s|path = \"/opt/containerd\"|path = \"$CTD_DIR/opt\"|" \
         >"$CTD_DIR/config.toml"
-  # Extra environment for the daemon (and so its shims), e.g. CTD_ENV="WASMPOD_CACHE_DIR=/x".
+  # Only the config layout of containerd 1.x (version 2) is rewritten above: refuse to start a
+  # daemon that would still serve on the node's own socket.
+  if grep -q '"/run/containerd/containerd.sock' "$CTD_DIR/config.toml"; then
+    echo "containerd_start: cannot make $bin's default config private (containerd 2.x?)" >&2
+    rm -rf "$CTD_DIR"
+    return 1
+  fi
+  # Extra environment for the daemon (and so its shims), e.g. CTD_ENV="WASMPOD_CACHE_DIR=/x",
+  # and extra daemon flags, e.g. CTD_ARGS="--log-level debug".
   env ${CTD_ENV:-} PATH="$WASMPOD_BIN:/usr/sbin:/usr/bin:/sbin:/bin" \
-    "$bin" --config "$CTD_DIR/config.toml" >"$CTD_DIR/containerd.log" 2>&1 &
+    "$bin" --config "$CTD_DIR/config.toml" ${CTD_ARGS:-} >"$CTD_DIR/containerd.log" 2>&1 &
   CTD_PID=$!
   trap containerd_stop EXIT
   for _ in $(seq 100); do

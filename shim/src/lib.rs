@@ -15,6 +15,7 @@
 //! - [`image`]: the container's image through containerd's API: wasm layers kept as content.
 //! - [`error`]: the crate error and its single mapping to ttrpc codes.
 //! - [`fork_gate`]: the lock that keeps forks out of sections whose locks children need.
+//! - [`stages`]: per-stage timing of create, start, run and delete, logged at debug level.
 
 pub mod engine;
 pub mod error;
@@ -26,6 +27,7 @@ pub mod plan;
 pub mod serve;
 pub mod service;
 pub mod spec;
+pub mod stages;
 pub mod stdio;
 pub mod task;
 

@@ -8,6 +8,7 @@ use containerd_shim::protos::types::introspection::{RuntimeInfo, RuntimeVersion}
 use wasmpod_shim::{service::Service, RUNTIME_TYPE, VERSION};
 
 fn main() {
+    wasmpod_shim::stages::process_started();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args
         .iter()

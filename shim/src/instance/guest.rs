@@ -10,6 +10,7 @@ use log::error;
 use crate::engine::{GuestExit, GuestIo, Program, WasmEngine};
 use crate::isolation::Guest;
 use crate::plan::WasiPlan;
+use crate::stages::Stages;
 
 /// Exit status when the guest could not even be set up in the container (e.g. a preopened
 /// directory is missing): 126, the shell's "found but cannot be run".
@@ -99,7 +100,11 @@ impl Guest for WasmGuest {
                 }
             };
         }
-        match self.engine.run(&self.program, &self.plan, GuestIo::Inherit) {
+        let mut stages = Stages::new(format!("{}: guest", self.id));
+        let ran = self.engine.run(&self.program, &self.plan, GuestIo::Inherit);
+        stages.mark("instantiate and run");
+        stages.log();
+        match ran {
             Ok(exit) => {
                 match &exit {
                     GuestExit::Trapped { message } => {

@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::image::ImageSource;
 use crate::isolation::rootfs;
 use crate::isolation::{CgroupStats, ContainerConfig, Layout, LinuxContainer, Workload};
+use crate::stages::Stages;
 use crate::stdio::Terminal;
 use crate::task::{
     CreateRequest, ExecProcess, ExecRequest, ExitReason, Instance, InstanceFactory, OutputDrained,
@@ -69,7 +70,9 @@ impl InstanceFactory for ContainerFactory {
     type Instance = Container;
 
     fn create(&self, req: &CreateRequest) -> Result<Container> {
+        let mut stages = Stages::new(format!("{}: create", req.id));
         let spec = crate::isolation::load_spec(&req.bundle)?;
+        stages.mark("spec");
         let rootfs = match spec.root() {
             Some(root) if root.path().is_absolute() => root.path().clone(),
             Some(root) => req.bundle.join(root.path()),
@@ -84,7 +87,9 @@ impl InstanceFactory for ContainerFactory {
         let oom_report = OomReport::new().map_err(|e| Error::io("creating a pipe", e))?;
         rootfs::mount_all(&mounts, &rootfs)?;
         let mounted = !mounts.is_empty();
+        stages.mark("rootfs mount");
         let image = Arc::new(self.image_layers(&req.id, &spec));
+        stages.mark("image layers");
         let streams = Streams {
             terminal: req.terminal,
             stdin: &req.stdin,
@@ -95,8 +100,10 @@ impl InstanceFactory for ContainerFactory {
             .loader
             .workload(&req.id, &spec, &rootfs, &image, Some(oom_report.writer()))
             .and_then(|workload| {
+                stages.mark("loader (plan, program, cache map)");
                 // The init process waits for Start; ctr and Docker size its terminal after it.
                 let (io, console) = io::prepare(&streams, None)?;
+                stages.mark("stdio");
                 let linux = LinuxContainer::create(ContainerConfig {
                     id: req.id.clone(),
                     bundle: req.bundle.clone(),
@@ -105,6 +112,7 @@ impl InstanceFactory for ContainerFactory {
                     io,
                     log_fd: self.log_fd,
                 })?;
+                stages.mark("container (libcontainer: cgroup, clone, namespaces, pivot_root)");
                 match io::attach(&req.id, console, &streams) {
                     Ok(terminal) => Ok((linux, terminal)),
                     Err(e) => {
@@ -118,6 +126,10 @@ impl InstanceFactory for ContainerFactory {
                     }
                 }
             });
+        if built.is_ok() {
+            stages.mark("terminal");
+            stages.log();
+        }
         match built {
             Ok((linux, terminal)) => Ok(Container {
                 id: req.id.clone(),
@@ -165,7 +177,11 @@ impl Instance for Container {
         self.linux.pid() as u32
     }
     fn start(&self) -> Result<()> {
-        Ok(self.linux.start()?)
+        let mut stages = Stages::new(format!("{}: start", self.id));
+        self.linux.start()?;
+        stages.mark("signal init");
+        stages.log();
+        Ok(())
     }
     fn kill(&self, signal: u32, all: bool) -> Result<()> {
         Ok(self.linux.kill(signal, all)?)
@@ -212,10 +228,14 @@ impl Instance for Container {
         })
     }
     fn delete(&self) -> Result<()> {
+        let mut stages = Stages::new(format!("{}: delete", self.id));
         let result = self.linux.delete();
+        stages.mark("container (cgroup, state)");
         if self.mounted {
             rootfs::unmount(&self.rootfs);
         }
+        stages.mark("rootfs unmount");
+        stages.log();
         if let Err(e) = &result {
             warn!("delete: {e}");
         }

@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# `make trace`: where the time of one cached `ctr run --rm` hello goes, wasmpod beside runc, on
+# a private containerd with debug logging. Milestones come from the daemon's own log (the shim
+# started, the shim gone), `ctr events` (the task's create, start, exit and delete events, time-
+# stamped by the shim that published them) and the clock around ctr. wasmpod's shim adds its
+# own stage timings at debug level (shim/src/stages.rs): bootstrap, Create's stages, Start, the
+# guest's run and Delete's stages. Each figure is the median of TRACE_RUNS runs (default 7),
+# wasmpod and runc interleaved, after two warm-up runs each (the compile cache is warm).
+#
+# Usage: scripts/trace-start.sh [CONTAINERD]   (default: containerd 1.7 of `make trixie`)
+set -euo pipefail
+source "$(dirname "$0")/lib/containerd.sh"
+
+runs=${TRACE_RUNS:-7}
+bin=${1:-$WASMPOD_ROOT/.work/trixie/bin/containerd}
+CTD_ARGS="--log-level debug" containerd_start "$bin"
+log=$CTD_DIR/containerd.log
+echo "== containerd $(ctd version 2>/dev/null | awk '/Server/{s=1} s && /Version/{print $2; exit}'), $runs runs each, median ms"
+
+image_import hello:trace "$WASMPOD_ROOT/test-images/out/hello.wasm"
+busybox_rootfs "$CTD_DIR/busybox"
+image_import busybox:trace --dir "$CTD_DIR/busybox:/" --entrypoint /bin/sh --platform linux/amd64
+run() { # run KIND ID
+  if [[ $1 == wasmpod ]]; then
+    ctd run --rm --runtime io.containerd.wasmpod.v1 docker.io/library/hello:trace "$2" >/dev/null
+  else
+    ctd run --rm --runc-root "$CTD_DIR/runc" --runtime io.containerd.runc.v2 \
+      docker.io/library/busybox:trace "$2" echo hello >/dev/null
+  fi
+}
+for i in 1 2; do run wasmpod "warm-w$i"; run runc "warm-r$i"; done
+
+ctd events >"$CTD_DIR/events" 2>/dev/null &
+events_pid=$!
+sleep 0.3
+: >"$CTD_DIR/clock"
+for i in $(seq "$runs"); do
+  for kind in wasmpod runc; do
+    id=trace-$kind-$i
+    echo "$id start $(date +%s.%N)" >>"$CTD_DIR/clock"
+    run "$kind" "$id"
+    echo "$id end $(date +%s.%N)" >>"$CTD_DIR/clock"
+  done
+done
+sleep 0.5
+kill "$events_pid" 2>/dev/null || true
+
+# Seconds since the epoch of a log's RFC 3339 time, or of ctr events' `2026-11-30 10:13:34.85
+# +0000 UTC`.
+epoch() { date -d "$1" +%s.%N; }
+# milestones ID: `name seconds` lines, in the order they happen.
+milestones() {
+  local id=$1 t
+  awk -v id="$id" '$1 == id && $2 == "start" { print "ctr " $3 }' "$CTD_DIR/clock"
+  t=$(grep -F "id=$id " "$log" | grep -F 'msg="shim disconnected"' | sed -E 's/^time="([^"]+)".*/\1/' | head -1)
+  # The shim serving: its first log line (wasmpod: its bootstrap line; runc's shim: "starting
+  # signal loop").
+  local serving
+  serving=$(grep -E "($id: shim bootstrap|starting signal loop.*/$id )" "$log" | head -1 | sed -E 's/^time="([^"]+)".*/\1/')
+  [[ -n $serving ]] && echo "serving $(epoch "$serving")"
+  for topic in create start exit delete; do
+    local line
+    line=$(grep -F "/tasks/$topic " "$CTD_DIR/events" | grep -F "\"$id\"" | head -1 | awk '{print $1 " " $2}')
+    [[ -n $line ]] && echo "$topic $(epoch "$line")"
+  done
+  [[ -n $t ]] && echo "gone $(epoch "$t")"
+  awk -v id="$id" '$1 == id && $2 == "end" { print "done " $3 }' "$CTD_DIR/clock"
+}
+# stage_ms ID PATTERN NAME: NAME's milliseconds in the stages line of ID matching PATTERN.
+stage_ms() {
+  grep -F "$1: $2" "$log" | head -1 | grep -oF "$3 " -A0 >/dev/null || return 0
+  grep -F "$1: $2" "$log" | head -1 | awk -v name="$3 " '{ i = index($0, name); if (i) { split(substr($0, i + length(name)), w, " "); print w[1] } }'
+}
+
+rows=(
+  "serving|ctr and containerd until the shim serves (shim start, exec, bootstrap)"
+  "create|Create, until /tasks/create"
+  "start|Start, until /tasks/start"
+  "exit|the process runs and exits, until /tasks/exit"
+  "delete|ctr sees the exit and deletes, until /tasks/delete"
+  "gone|Shutdown: the shim exits"
+  "done|ctr: snapshot removed, ctr exits"
+)
+create_stages=("spec" "rootfs mount" "loader (plan, program, cache map)" "stdio"
+  "container (libcontainer: cgroup, clone, namespaces, pivot_root)")
+: >"$CTD_DIR/rows"
+: >"$CTD_DIR/details"
+for i in $(seq "$runs"); do
+  for kind in wasmpod runc; do
+    id=trace-$kind-$i
+    milestones "$id" >"$CTD_DIR/m"
+    awk -v kind="$kind" 'NR == 1 { t0 = $2; prev = $2; next }
+      { printf "%s %s %.2f\n", kind, $1, ($2 - prev) * 1000; prev = $2; last = $2 }
+      END { printf "%s total %.2f\n", kind, (last - t0) * 1000 }' "$CTD_DIR/m" >>"$CTD_DIR/rows"
+    if [[ $kind == wasmpod ]]; then
+      {
+        printf 'bootstrap\t%s\n' "$(grep -F "$id: shim bootstrap" "$log" | grep -oE '[0-9.]+ ms from' | awk '{print $1}')"
+        for s in "${create_stages[@]}" total; do
+          printf 'create: %s\t%s\n' "$s" "$(stage_ms "$id" "create stages" "$s")"
+        done
+        printf 'start: signal init\t%s\n' "$(stage_ms "$id" "start stages" total)"
+        printf 'guest: instantiate and run\t%s\n' "$(stage_ms "$id" "guest stages" total)"
+        for s in "container (cgroup, state)" "rootfs unmount"; do
+          printf 'delete: %s\t%s\n' "$s" "$(stage_ms "$id" "delete stages" "$s")"
+        done
+      } >>"$CTD_DIR/details"
+    fi
+  done
+done
+
+median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) { print "-"; exit } m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.1f", m }'; }
+med() { awk -v k="$1" -v n="$2" '$1 == k && $2 == n && $3 != "" { print $3 }' "$CTD_DIR/rows" | median; }
+
+printf '   %-72s %8s %8s\n' "stage (each from the end of the one before)" wasmpod runc
+for row in "${rows[@]}"; do
+  key=${row%%|*}
+  printf '   %-72s %8s %8s\n' "${row#*|}" "$(med wasmpod "$key")" "$(med runc "$key")"
+done
+printf '   %-72s %8s %8s\n' "total, ctr run --rm" "$(med wasmpod total)" "$(med runc total)"
+echo "   inside wasmpod's shim (its own timings):"
+for d in bootstrap "${create_stages[@]/#/create: }" "create: total" "start: signal init" \
+  "guest: instantiate and run" "delete: container (cgroup, state)" "delete: rootfs unmount"; do
+  printf '     %-70s %8s\n' "$d" "$(awk -F '\t' -v k="$d" '$1 == k && $2 != "" { print $2 }' "$CTD_DIR/details" | median)"
+done
