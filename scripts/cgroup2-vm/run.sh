@@ -10,7 +10,7 @@
 # Environment: CG2_TIMEOUT (s, the whole VM run, default 1500), CG2_THREADS (test threads
 # in the VM, default 2), CG2_SMP / CG2_MEM (default 2 / 4096), CG2_CONTAINERDS ("NAME=PATH
 # ..."), CG2_TESTS ("TARGET:test_name ..." instead of the selection below), CG2_KEEP=1
-# (keep the run dir).
+# (keep the run dir), CG2_CHURN_CYCLES (cycles of the churn test, default 100).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -28,7 +28,9 @@ containerds=${CG2_CONTAINERDS:-"containerd-1.7=$repo/.work/trixie/bin/containerd
 # gone afterwards, cgroups.rs right after the delete); a CRI pod with limits; kubelet's
 # systemd-style cgroupsPath; killing what is left in a container's cgroup on a shared-PID
 # pod's stop (the shim reads cgroup.procs); execs, wasm and native, joining a running
-# container: its cgroup, namespaces (a cgroup namespace of its own on v2), root and mounts.
+# container: its cgroup, namespaces (a cgroup namespace of its own on v2), root and mounts;
+# churn with leak accounting, CG2_CHURN_CYCLES (100) cycles of the whole mix, execs of both
+# kinds among them, every container cgroup gone and every count back where it started.
 default_tests=(
   resources:limits_reach_the_cgroup_and_update_changes_them
   cgroups:pids_limit_reaches_pids_max_and_update_changes_it
@@ -46,6 +48,7 @@ default_tests=(
   cri_conformance:stopping_init_in_a_shared_pid_namespace_ends_its_workers
   exec:execs_run_in_the_containers_root_and_mounts
   exec:wasm_exec_runs_another_program_of_the_image
+  churn:churn_ends_every_cycle_as_expected_and_leaks_nothing
 )
 read -ra tests <<<"${CG2_TESTS:-${default_tests[*]}}"
 
@@ -67,8 +70,9 @@ for lane in $containerds; do
 done
 
 echo "== cgroup v2 lane: building the integration tests"
+# Integration test targets only: the churn binary's own unit tests are named churn-<hash> too.
 exes=$(cd "$repo" && cargo test --release -p wasmpod-integration --no-run --message-format=json |
-  sed -n 's/.*"executable":"\([^"]*\)".*/\1/p')
+  grep '"kind":\["test"\]' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p')
 
 mkdir -p "$base"
 work=$(mktemp -d "$base/run.XXXXXX")
@@ -90,6 +94,8 @@ trap 'exit 130' INT TERM
 stage=$work/stage
 mkdir -p "$stage/bin" "$stage/tests" "$stage/programs"
 cp "$repo/target/release/containerd-shim-wasmpod-v1" "$repo/target/release/wasmpod" "$stage/bin/"
+# The churn driver, which the churn test runs (built with the tests: it is their binary).
+cp "$repo/target/release/churn" "$stage/bin/"
 cp -a "$repo/test-images/out/." "$stage/programs/"
 selection=()
 for t in "${tests[@]}"; do
@@ -105,7 +111,7 @@ done
 lanes=()
 for lane in $containerds; do lanes+=("$lane"); done
 {
-  printf 'STAGE=%q\nTHREADS=%q\n' "$stage" "$threads"
+  printf 'STAGE=%q\nTHREADS=%q\nCHURN_CYCLES=%q\n' "$stage" "$threads" "${CG2_CHURN_CYCLES:-100}"
   printf 'LANES=(%s)\n' "$(printf '%q ' "${lanes[@]}")"
   printf 'SELECTION=(%s)\n' "$(printf '%q ' "${selection[@]}")"
 } >"$work/lane.env"
