@@ -133,8 +133,22 @@ pub fn append_file<W: Write>(
     bytes: &[u8],
     mtime: u64,
 ) -> io::Result<()> {
-    let mut header = header(EntryType::Regular, 0o644, bytes.len() as u64, mtime);
-    tar.append_data(&mut header, path, bytes)
+    append_reader(tar, path, bytes.len() as u64, bytes, mtime)
+}
+
+/// [`append_file`] for content read from `reader`, which must give exactly `size` bytes.
+///
+/// # Errors
+/// Any I/O error from `reader` or `tar`.
+pub fn append_reader<W: Write>(
+    tar: &mut tar::Builder<W>,
+    path: &str,
+    size: u64,
+    reader: impl io::Read,
+    mtime: u64,
+) -> io::Result<()> {
+    let mut header = header(EntryType::Regular, 0o644, size, mtime);
+    tar.append_data(&mut header, path, reader)
 }
 
 fn append_dir<W: Write>(tar: &mut tar::Builder<W>, path: &str, mtime: u64) -> io::Result<()> {

@@ -13,9 +13,10 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use flate2::read::GzDecoder;
+use sha2::{Digest, Sha256};
 
-use crate::image::{is_gzip_layer, is_wasm_layer, Form, Image};
-use crate::layer::sha256_hex;
+use crate::image::{is_gzip_layer, is_wasm_layer, Blob, Form, Image};
+use crate::layer::hex;
 use crate::layout::{self, Blob as LayoutBlob, DockerManifestEntry, OCI_LAYOUT};
 
 /// The output forms of `build` and `pull`.
@@ -118,7 +119,7 @@ pub fn write(image: &Image, format: Format, out: &Path, mtime: u64) -> Result<()
                     raw.media_type.clone(),
                 ));
             }
-            let layers = uncompressed_layers(image)?;
+            let layers = uncompressed_sizes(image)?;
             write_file_atomically(out, |w| docker_archive(image, &layers, w, mtime).map(drop))
                 .map_err(fail)
         }
@@ -157,32 +158,57 @@ pub fn oci_archive<W: Write>(image: &Image, out: W, mtime: u64) -> io::Result<W>
     layout::write_archive(out, &blobs, &index, docker.as_deref(), mtime)
 }
 
-/// The layer tars, decompressed, with their diff IDs (hex).
-fn uncompressed_layers(image: &Image) -> Result<Vec<(String, Vec<u8>)>, OutputError> {
+/// The diff ID (hex) and size of each layer tar, decompressed as a stream: a gzip layer may
+/// grow a thousandfold (a registry's "gzip bomb"), so it is never held whole; it is
+/// decompressed again as it is written.
+fn uncompressed_sizes(image: &Image) -> Result<Vec<(String, u64)>, OutputError> {
     image
         .layers
         .iter()
         .map(|layer| {
-            let bytes = if is_gzip_layer(&layer.media_type) {
-                let mut tar = Vec::new();
-                GzDecoder::new(layer.bytes.as_slice())
-                    .read_to_end(&mut tar)
-                    .map_err(|source| OutputError::BadLayer {
-                        digest: layer.digest.clone(),
-                        source,
-                    })?;
-                tar
-            } else {
-                layer.bytes.clone()
-            };
-            Ok((sha256_hex(&bytes), bytes))
+            let mut sink = HashingSink::default();
+            io::copy(&mut uncompressed(layer), &mut sink).map_err(|source| {
+                OutputError::BadLayer {
+                    digest: layer.digest.clone(),
+                    source,
+                }
+            })?;
+            Ok((hex(&sink.hasher.finalize()), sink.size))
         })
         .collect()
 }
 
+/// The layer's tar bytes, decompressed on the fly if it is gzip'd.
+fn uncompressed(layer: &Blob) -> Box<dyn Read + '_> {
+    if is_gzip_layer(&layer.media_type) {
+        Box::new(GzDecoder::new(layer.bytes.as_slice()))
+    } else {
+        Box::new(layer.bytes.as_slice())
+    }
+}
+
+/// Counts and hashes what is written to it, keeping nothing.
+#[derive(Default)]
+struct HashingSink {
+    hasher: Sha256,
+    size: u64,
+}
+
+impl Write for HashingSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.hasher.update(buf);
+        self.size += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 fn docker_archive<W: Write>(
     image: &Image,
-    layers: &[(String, Vec<u8>)],
+    layers: &[(String, u64)],
     out: W,
     mtime: u64,
 ) -> io::Result<W> {
@@ -194,17 +220,23 @@ fn docker_archive<W: Write>(
         layers: layer_paths.clone(),
     };
     let manifest = serde_json::to_vec(&[entry]).map_err(io::Error::other)?;
-    let mut files: Vec<(&str, &[u8])> = vec![(&config_path, &image.config.bytes)];
-    for (path, (_, bytes)) in layer_paths.iter().zip(layers) {
-        files.push((path, bytes));
+    // (path, size, which layer; None for the config)
+    let mut files: Vec<(&str, u64, Option<&Blob>)> =
+        vec![(&config_path, image.config.bytes.len() as u64, None)];
+    for ((path, (_, size)), layer) in layer_paths.iter().zip(layers).zip(&image.layers) {
+        files.push((path, *size, Some(layer)));
     }
     files.sort_by(|a, b| a.0.cmp(b.0));
     files.dedup_by(|a, b| a.0 == b.0);
-    files.push(("manifest.json", &manifest));
     let mut tar = tar::Builder::new(out);
-    for (path, bytes) in files {
-        layout::append_file(&mut tar, path, bytes, mtime)?;
+    for (path, size, layer) in files {
+        match layer {
+            // Decompressed a second time: the size and digest came from the first pass.
+            Some(layer) => layout::append_reader(&mut tar, path, size, uncompressed(layer), mtime)?,
+            None => layout::append_file(&mut tar, path, &image.config.bytes, mtime)?,
+        }
     }
+    layout::append_file(&mut tar, "manifest.json", &manifest, mtime)?;
     tar.into_inner()
 }
 

@@ -318,3 +318,53 @@ fn redirect_loops_are_refused() {
     assert!(!run.ok);
     assert!(run.stderr.contains("redirect"), "{}", run.stderr);
 }
+
+/// A "gzip bomb": a layer of a few hundred KiB that decompresses to `BOMB` bytes, pulled as a
+/// docker-archive (whose layers are uncompressed tars). The pull succeeds and its peak memory
+/// stays far below the decompressed size: the layer is decompressed as a stream, twice (for
+/// its digest and size, then into the archive), never held whole.
+#[test]
+fn a_gzip_bomb_layer_is_decompressed_as_a_stream() {
+    const BOMB: u64 = 384 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let tiny = tiny_image(dir.path());
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::best(),
+    ));
+    let mut header = tar::Header::new_gnu();
+    header.set_size(BOMB);
+    header.set_mode(0o644);
+    let zeros = std::io::Read::take(std::io::repeat(0), BOMB);
+    tar.append_data(&mut header, "zeros", zeros).unwrap();
+    let layer = tar.into_inner().unwrap().finish().unwrap();
+    let layer = wasmpod_image::image::Blob::new(wasmpod_image::image::MEDIA_LAYER_GZIP, layer);
+    let bomb = Image::assemble(
+        tiny.config.clone(),
+        vec![(layer, None)],
+        &Default::default(),
+    );
+    let bomb = bomb.unwrap();
+    let (addr, _) = serve({
+        let bomb = bomb.clone();
+        move |_, path| honest(&bomb, &bomb.manifest.bytes, path).unwrap_or_else(not_found)
+    });
+    let reference = format!("{addr}/app:1");
+    let run = std::process::Command::new("/usr/bin/time")
+        .args(["-f", "maxrss-kib=%M", env!("CARGO_BIN_EXE_wasmpod")])
+        .args(["image", "pull", &reference, "-o", "out.tar", "--insecure"])
+        .args(["--format", "docker-archive"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    let written = std::fs::metadata(dir.path().join("out.tar")).unwrap().len();
+    assert!(written > BOMB, "the archive holds {written} bytes");
+    let peak_kib: u64 = stderr
+        .rsplit("maxrss-kib=")
+        .next()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no maxrss in {stderr}"));
+    assert!(peak_kib * 1024 < BOMB / 2, "peak {peak_kib} KiB: {stderr}");
+}

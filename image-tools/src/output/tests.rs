@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::*;
+use crate::layer::sha256_hex;
 use crate::layout::DockerManifestEntry;
 use crate::reference::Reference;
 use crate::spec::ImageSpec;
