@@ -8,7 +8,10 @@
 //!   containerd cleans them into the rootfs (`fs.RootPath`), but no tool that packs a
 //!   directory writes them, so they only come from a crafted tar;
 //! - an entry below a path that an earlier entry (of this layer or a lower one) made a
-//!   symlink: a file written "through" a symlink lands wherever the link points;
+//!   symlink climbing out of the rootfs (`up -> ../../..`): a file written "through" it
+//!   lands wherever the link points, outside the rootfs for an unpacker that does not resolve
+//!   links in the root. Links that stay inside (`lib -> usr/lib`, `/bin -> /usr/bin`) are
+//!   fine: merged-/usr images write through them;
 //! - device nodes and fifos: containerd runs `mknod` for them, and a guest or native process
 //!   could then open a device of the node; a wasm image has no use for either.
 //!
@@ -16,7 +19,7 @@
 //! the rootfs by containerd when unpacking, by the kernel after `pivot_root`, and by the shim
 //! (`openat2(RESOLVE_IN_ROOT)`), so `/data -> /` is the container's own root.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
 
@@ -59,7 +62,7 @@ pub enum LayerCheckError {
 /// [`LayerCheckError::Unsafe`] for the first entry the rules above refuse,
 /// [`LayerCheckError::Unreadable`] for a layer that is not a tar or gzip'd tar.
 pub fn check_image(image: &Image, archive: &Path) -> Result<(), LayerCheckError> {
-    let mut symlinks = BTreeSet::new();
+    let mut symlinks = BTreeMap::new();
     for layer in image
         .layers
         .iter()
@@ -94,9 +97,12 @@ enum Found {
     Unsafe { entry: String, reason: String },
 }
 
-/// Checks one layer; `symlinks` holds the paths that lower layers left as symlinks, and is
+/// Paths that layers left as symlinks climbing out of the rootfs, with their targets.
+type Escaping = BTreeMap<String, String>;
+
+/// Checks one layer; `symlinks` holds the escaping links that lower layers left, and is
 /// updated for the layers above.
-fn check_tar(reader: impl Read, symlinks: &mut BTreeSet<String>) -> Result<(), Found> {
+fn check_tar(reader: impl Read, symlinks: &mut Escaping) -> Result<(), Found> {
     let mut archive = tar::Archive::new(reader);
     for entry in archive.entries().map_err(Found::Io)? {
         let entry = entry.map_err(Found::Io)?;
@@ -133,9 +139,13 @@ fn check_tar(reader: impl Read, symlinks: &mut BTreeSet<String>) -> Result<(), F
             None => path.clone(),
         };
         let below = format!("{removed}/");
-        symlinks.retain(|s| s != &removed && !s.starts_with(&below));
+        symlinks.retain(|s, _| s != &removed && !s.starts_with(&below));
         if kind == EntryType::Symlink {
-            symlinks.insert(path);
+            let target =
+                String::from_utf8_lossy(&entry.link_name_bytes().unwrap_or_default()).into_owned();
+            if climbs_out(dir, &target) {
+                symlinks.insert(path, target);
+            }
         }
     }
     Ok(())
@@ -155,12 +165,33 @@ fn clean(name: &str) -> Option<String> {
     Some(parts.join("/"))
 }
 
-/// The symlink among `path`'s proper ancestors, if any.
-fn below_symlink<'a>(path: &str, symlinks: &'a BTreeSet<String>) -> Option<&'a String> {
+/// Whether a symlink in directory `dir` (relative to the rootfs) pointing at `target` climbs
+/// above the rootfs when resolved lexically (absolute targets start at the rootfs).
+fn climbs_out(dir: &str, target: &str) -> bool {
+    let mut depth: usize = if target.starts_with('/') {
+        0
+    } else {
+        dir.split('/').filter(|p| !p.is_empty()).count()
+    };
+    for component in Path::new(target).components() {
+        match component {
+            Component::Normal(_) => depth += 1,
+            Component::ParentDir => match depth.checked_sub(1) {
+                Some(d) => depth = d,
+                None => return true,
+            },
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    false
+}
+
+/// The escaping symlink among `path`'s proper ancestors, if any.
+fn below_symlink<'a>(path: &str, symlinks: &'a Escaping) -> Option<&'a String> {
     let mut end = 0;
     while let Some(slash) = path[end..].find('/') {
         end += slash;
-        if let Some(link) = symlinks.get(&path[..end]) {
+        if let Some((link, _)) = symlinks.get_key_value(&path[..end]) {
             return Some(link);
         }
         end += 1;

@@ -1,15 +1,13 @@
 //! Layer check tests: each hostile entry is refused by name, legitimate links pass, and the
 //! symlink rule follows the layers (a later layer may replace or white out the link).
 
-use std::collections::BTreeSet;
-
 use wasmpod_integration::hostile_layer::{layer_tar, oci_layout, Entry};
 
 use super::*;
 use crate::archive::{read_bytes, Loaded};
 
 fn refused(entries: &[Entry<'_>]) -> Option<(String, String)> {
-    match check_tar(layer_tar(entries).unwrap().as_slice(), &mut BTreeSet::new()) {
+    match check_tar(layer_tar(entries).unwrap().as_slice(), &mut Escaping::new()) {
         Ok(()) => None,
         Err(Found::Unsafe { entry, reason }) => Some((entry, reason)),
         Err(Found::Io(e)) => panic!("not a tar: {e}"),
@@ -43,9 +41,9 @@ fn escaping_names_links_devices_and_fifos_are_refused_by_name() {
 }
 
 #[test]
-fn a_file_through_a_symlink_is_refused_and_plain_links_pass() {
+fn a_file_through_a_symlink_out_of_the_rootfs_is_refused_and_plain_links_pass() {
     let through = [
-        Entry::Symlink("data", "/etc"),
+        Entry::Symlink("data", "../../etc"),
         Entry::File("data/passwd", b"x"),
     ];
     let (entry, reason) = refused(&through).unwrap();
@@ -53,6 +51,22 @@ fn a_file_through_a_symlink_is_refused_and_plain_links_pass() {
     assert!(reason.contains("through the symlink \"data\""), "{reason}");
     let nested = [Entry::Symlink("./up", "../../.."), Entry::Dir("./up/x/")];
     assert!(refused(&nested).is_some());
+    let deep = [
+        Entry::Symlink("a/b/up", "../../../x"),
+        Entry::File("a/b/up/f", b"x"),
+    ];
+    assert!(refused(&deep).is_some());
+
+    // Merged-/usr images write through links that stay inside the rootfs.
+    let merged_usr = [
+        Entry::Symlink("lib", "usr/lib"),
+        Entry::Symlink("bin", "/usr/bin"),
+        Entry::Symlink("usr/lib/up", "../../etc"),
+        Entry::File("lib/libc.so", b"x"),
+        Entry::File("bin/sh", b"x"),
+        Entry::File("usr/lib/up/hosts", b"x"),
+    ];
+    assert_eq!(refused(&merged_usr), None);
 
     // Links anywhere are fine on their own: they resolve inside the rootfs at run.
     let fine = [
@@ -70,11 +84,11 @@ fn a_file_through_a_symlink_is_refused_and_plain_links_pass() {
 
 #[test]
 fn the_symlink_rule_follows_the_layers_and_whiteouts() {
-    let link = layer_tar(&[Entry::Symlink("data", "/")]).unwrap();
+    let link = layer_tar(&[Entry::Symlink("data", "../..")]).unwrap();
     let through = layer_tar(&[Entry::File("data/x", b"x")]).unwrap();
     let gone = layer_tar(&[Entry::File(".wh.data", b"")]).unwrap();
     let check = |layers: &[&Vec<u8>]| {
-        let mut symlinks = BTreeSet::new();
+        let mut symlinks = Escaping::new();
         layers
             .iter()
             .try_for_each(|l| check_tar(l.as_slice(), &mut symlinks))
