@@ -89,14 +89,10 @@ impl Shim for Service {
 
     async fn delete_shim(&mut self) -> containerd_shim::Result<DeleteResponse> {
         // containerd runs `delete` in the bundle after a shim died: remove what it left.
-        // Which socket is read first: containerd 2.x may remove the bundle, address file
-        // included, while this runs (a task Delete of its own racing the cleanup after the
-        // dead shim), and the socket was then left in /run/containerd/s.
-        let socket = dead_shim_socket(&self.address, &self.namespace, &self.id);
         let bundle =
             std::env::current_dir().map_err(|e| containerd_shim::Error::Other(e.to_string()))?;
         crate::isolation::remove_leftovers(&bundle, &self.id);
-        remove_dead_socket(&socket);
+        remove_dead_socket();
         Ok(DeleteResponse {
             exit_status: 137,
             exited_at: Some(events::timestamp(std::time::SystemTime::now())).into(),
@@ -137,20 +133,14 @@ impl Shim for Service {
 const ADDRESS_FILE: &str = "address";
 
 /// Removes the socket of a shim that died, unless another shim of the pod still serves it.
-fn remove_dead_socket(address: &str) {
-    let path = socket_path(address);
+fn remove_dead_socket() {
+    let Ok(address) = std::fs::read_to_string(ADDRESS_FILE) else {
+        return;
+    };
+    let path = socket_path(&address);
     if std::os::unix::net::UnixStream::connect(path).is_err() {
         remove_socket(path);
     }
-}
-
-/// The socket address of the dead shim of container `id`: the bundle's address file, else
-/// the name `start` gives it (the shim of the container's pod, or its own), which is what
-/// the file would say.
-fn dead_shim_socket(containerd: &str, namespace: &str, id: &str) -> String {
-    std::fs::read_to_string(ADDRESS_FILE).unwrap_or_else(|_| {
-        containerd_shim::socket_address(containerd, namespace, &grouping(Path::new("."), id))
-    })
 }
 
 /// The file of a `unix://` address.
@@ -203,16 +193,6 @@ mod tests {
     use std::os::unix::net::UnixListener;
 
     use super::*;
-
-    #[test]
-    fn a_dead_shim_without_its_address_file_is_found_by_name() {
-        // Tests run in the crate's dir, which has no `address` file and no config.json.
-        assert!(!Path::new(ADDRESS_FILE).exists());
-        assert_eq!(
-            dead_shim_socket("/run/c.sock", "ns", "c1"),
-            containerd_shim::socket_address("/run/c.sock", "ns", "c1")
-        );
-    }
 
     #[test]
     fn socket_path_strips_the_scheme() {
