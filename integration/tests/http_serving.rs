@@ -409,6 +409,26 @@ fn sigterm_drains_and_net_host_denies_outgoing() -> Result<()> {
     })
 }
 
+/// SIGKILL (what follows SIGTERM once the grace period is over) cuts the requests still
+/// running: the client gets no answer, and the task ends with 137.
+#[test]
+fn sigkill_cuts_requests_in_flight() -> Result<()> {
+    with_containerd(|ctd| {
+        let (spawned, addr) = start(ctd, &[])?;
+        let in_flight = std::thread::spawn(move || http::get(addr, "/sleep?ms=20000"));
+        std::thread::sleep(Duration::from_millis(300));
+        ensure!(!in_flight.is_finished(), "the sleep ended early");
+        spawned.task().kill("SIGKILL")?;
+        let out = spawned.wait(Duration::from_secs(30))?;
+        ensure!(out.code() == 137, "want 137 after SIGKILL: {out}");
+        match in_flight.join().expect("thread") {
+            Ok(r) => anyhow::bail!("a request in flight at SIGKILL was answered: {r}"),
+            Err(e) => eprintln!("the cut request: {e:#}"),
+        }
+        Ok(())
+    })
+}
+
 /// A misspelt setting fails Create with the variable's name, and leaves nothing behind.
 #[test]
 fn a_misspelt_setting_fails_create() -> Result<()> {
