@@ -12,7 +12,7 @@ mod logger;
 mod metrics;
 mod task;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -42,6 +42,8 @@ pub struct Service {
     address: String,
     /// This shim's own ttrpc socket (empty for `start` and `delete`).
     socket: String,
+    /// The bundle, as containerd names it (`delete` runs in it too).
+    bundle: String,
 }
 
 /// The shim a container joins: its pod's, or its own.
@@ -72,6 +74,7 @@ impl Shim for Service {
             debug: args.debug,
             address: args.address.clone(),
             socket: args.socket.clone(),
+            bundle: args.bundle.clone(),
         }
     }
 
@@ -88,11 +91,27 @@ impl Shim for Service {
     }
 
     async fn delete_shim(&mut self) -> containerd_shim::Result<DeleteResponse> {
-        // containerd runs `delete` in the bundle after a shim died: remove what it left.
-        let bundle =
-            std::env::current_dir().map_err(|e| containerd_shim::Error::Other(e.to_string()))?;
-        crate::isolation::remove_leftovers(&bundle, &self.id);
-        remove_dead_socket();
+        // containerd runs `delete` in the bundle after a shim died: remove what it left. The
+        // socket's address needs no bundle: containerd 2.x may be removing the bundle meanwhile
+        // (the working directory then no longer resolves).
+        let bundle = if self.bundle.is_empty() {
+            std::env::current_dir().ok()
+        } else {
+            Some(PathBuf::from(&self.bundle))
+        };
+        let recorded = bundle
+            .as_ref()
+            .and_then(|b| std::fs::read_to_string(b.join(ADDRESS_FILE)).ok());
+        let address = recorded.unwrap_or_else(|| {
+            containerd_shim::socket_address(&self.address, &self.namespace, &self.id)
+        });
+        // The leftovers first: a container's init made before Start is a fork of the shim and
+        // still holds its listening socket (it closes it when it starts), so the socket
+        // accepts connections until that process is gone.
+        if let Some(bundle) = bundle {
+            crate::isolation::remove_leftovers(&bundle, &self.id);
+        }
+        remove_dead_socket(&address);
         Ok(DeleteResponse {
             exit_status: 137,
             exited_at: Some(events::timestamp(std::time::SystemTime::now())).into(),
@@ -132,16 +151,22 @@ impl Shim for Service {
 /// File in the bundle holding the shim's socket address (containerd-shim reads it at exit).
 const ADDRESS_FILE: &str = "address";
 
-/// Removes the socket of a shim that died, unless another shim of the pod still serves it.
-fn remove_dead_socket() {
-    let Ok(address) = std::fs::read_to_string(ADDRESS_FILE) else {
-        return;
-    };
-    let path = socket_path(&address);
-    if std::os::unix::net::UnixStream::connect(path).is_err() {
-        remove_socket(path);
+/// Removes the socket of a shim that died, unless another shim of the pod still serves it:
+/// a socket that still takes connections is given a moment to stop (its last holders, killed
+/// just before, may not have exited yet) and is left alone if it does not.
+fn remove_dead_socket(address: &str) {
+    let path = socket_path(address);
+    for _ in 0..DEAD_SOCKET_CHECKS {
+        if std::os::unix::net::UnixStream::connect(path).is_err() {
+            remove_socket(path);
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// 2 s of checks, 20 ms apart.
+const DEAD_SOCKET_CHECKS: u32 = 100;
 
 /// The file of a `unix://` address.
 fn socket_path(address: &str) -> &str {
