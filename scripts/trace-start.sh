@@ -68,7 +68,6 @@ milestones() {
 }
 # stage_ms ID PATTERN NAME: NAME's milliseconds in the stages line of ID matching PATTERN.
 stage_ms() {
-  grep -F "$1: $2" "$log" | head -1 | grep -oF "$3 " -A0 >/dev/null || return 0
   grep -F "$1: $2" "$log" | head -1 | awk -v name="$3 " '{ i = index($0, name); if (i) { split(substr($0, i + length(name)), w, " "); print w[1] } }'
 }
 
