@@ -451,10 +451,12 @@ fn cleanup_failed(id: &str, bundle: &Path, prepared: &PreparedBundle) {
 }
 
 /// Removes what a dead shim left of container `id` in `bundle`: its processes, cgroup,
-/// libcontainer state and rootfs mount (best effort; used by the `delete` action).
-pub fn remove_leftovers(bundle: &Path, id: &str) {
+/// libcontainer state and rootfs mount (best effort; used by the `delete` action). Says
+/// whether the container was still there: none is after a clean Delete.
+pub fn remove_leftovers(bundle: &Path, id: &str) -> bool {
     let state = bundle.join(bundle::PRIVATE_DIR).join("state").join(id);
-    if state.exists() {
+    let found = state.exists();
+    if found {
         match Container::load(state) {
             Ok(mut c) => {
                 if let Err(e) = c.delete(true) {
@@ -466,6 +468,7 @@ pub fn remove_leftovers(bundle: &Path, id: &str) {
     }
     super::rootfs::unmount(&bundle.join("rootfs"));
     bundle::remove(bundle);
+    found
 }
 
 #[cfg(test)]

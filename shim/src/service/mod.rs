@@ -107,11 +107,11 @@ impl Shim for Service {
         });
         // The leftovers first: a container's init made before Start is a fork of the shim and
         // still holds its listening socket (it closes it when it starts), so the socket
-        // accepts connections until that process is gone.
-        if let Some(bundle) = bundle {
-            crate::isolation::remove_leftovers(&bundle, &self.id);
-        }
-        remove_dead_socket(&address);
+        // accepts connections until that process is gone. Without leftovers (containerd runs
+        // `delete` after every clean Delete of a pod's container too) a socket that answers is
+        // the pod's live shim: waiting for it would hold containerd's exit handling up.
+        let killed = bundle.is_some_and(|b| crate::isolation::remove_leftovers(&b, &self.id));
+        remove_dead_socket(&address, if killed { DEAD_SOCKET_CHECKS } else { 1 });
         Ok(DeleteResponse {
             exit_status: 137,
             exited_at: Some(events::timestamp(std::time::SystemTime::now())).into(),
@@ -152,20 +152,22 @@ impl Shim for Service {
 const ADDRESS_FILE: &str = "address";
 
 /// Removes the socket of a shim that died, unless another shim of the pod still serves it:
-/// a socket that still takes connections is given a moment to stop (its last holders, killed
-/// just before, may not have exited yet) and is left alone if it does not.
-fn remove_dead_socket(address: &str) {
+/// a socket that still takes connections is checked `checks` times, 20 ms apart (its last
+/// holders, killed just before, may not have exited yet) and is left alone if it still does.
+fn remove_dead_socket(address: &str, checks: u32) {
     let path = socket_path(address);
-    for _ in 0..DEAD_SOCKET_CHECKS {
+    for check in 1..=checks {
         if std::os::unix::net::UnixStream::connect(path).is_err() {
             remove_socket(path);
             return;
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        if check < checks {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 }
 
-/// 2 s of checks, 20 ms apart.
+/// 2 s of checks, after leftovers were killed.
 const DEAD_SOCKET_CHECKS: u32 = 100;
 
 /// The file of a `unix://` address.
@@ -243,5 +245,20 @@ mod tests {
 
         assert!(!sock.exists(), "the socket is gone");
         assert!(file.exists(), "a regular file is left alone");
+    }
+
+    #[test]
+    fn a_served_socket_is_left_and_a_dead_one_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let served = dir.path().join("served");
+        let _listener = UnixListener::bind(&served).unwrap();
+        let dead = dir.path().join("dead");
+        drop(UnixListener::bind(&dead).unwrap());
+
+        remove_dead_socket(&format!("unix://{}", served.display()), 1);
+        remove_dead_socket(&format!("unix://{}", dead.display()), 1);
+
+        assert!(served.exists(), "the pod's live shim keeps its socket");
+        assert!(!dead.exists(), "nothing listens: the socket is removed");
     }
 }
