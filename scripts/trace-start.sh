@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make trace`: where the time of one cached `ctr run --rm` hello goes, wasmpod beside runc, on
+# `make trace`: where the time of one cached `ctr run --rm` hello goes, wasmpod beside runc and
+# the floor (a shim that runs nothing, integration/src/bin/null_shim.rs), on
 # a private containerd with debug logging. Milestones come from the daemon's own log (the shim
 # started, the shim gone), `ctr events` (the task's create, start, exit and delete events, time-
 # stamped by the shim that published them) and the clock around ctr. wasmpod's shim adds its
@@ -20,22 +21,28 @@ echo "== containerd $(ctd version 2>/dev/null | awk '/Server/{s=1} s && /Version
 image_import hello:trace "$WASMPOD_ROOT/test-images/out/hello.wasm"
 busybox_rootfs "$CTD_DIR/busybox"
 image_import busybox:trace --dir "$CTD_DIR/busybox:/" --entrypoint /bin/sh --platform linux/amd64
+# The floor: a shim that runs nothing (integration/src/bin/null_shim.rs), run by its path.
+null_shim=$WASMPOD_ROOT/target/release/containerd-shim-null-v1
+[[ -x $null_shim ]] || { echo "no $null_shim: make build first" >&2; exit 1; }
+kinds=(wasmpod runc null)
 run() { # run KIND ID
   if [[ $1 == wasmpod ]]; then
     ctd run --rm --runtime io.containerd.wasmpod.v1 docker.io/library/hello:trace "$2" >/dev/null
+  elif [[ $1 == null ]]; then
+    ctd run --rm --runtime "$null_shim" docker.io/library/hello:trace "$2" >/dev/null
   else
     ctd run --rm --runc-root "$CTD_DIR/runc" --runtime io.containerd.runc.v2 \
       docker.io/library/busybox:trace "$2" echo hello >/dev/null
   fi
 }
-for i in 1 2; do run wasmpod "warm-w$i"; run runc "warm-r$i"; done
+for i in 1 2; do for kind in "${kinds[@]}"; do run "$kind" "warm-$kind-$i"; done; done
 
 ctd events >"$CTD_DIR/events" 2>/dev/null &
 events_pid=$!
 sleep 0.3
 : >"$CTD_DIR/clock"
 for i in $(seq "$runs"); do
-  for kind in wasmpod runc; do
+  for kind in "${kinds[@]}"; do
     id=trace-$kind-$i
     echo "$id start $(date +%s.%N)" >>"$CTD_DIR/clock"
     run "$kind" "$id"
@@ -54,9 +61,9 @@ milestones() {
   awk -v id="$id" '$1 == id && $2 == "start" { print "ctr " $3 }' "$CTD_DIR/clock"
   t=$(grep -F "id=$id " "$log" | grep -F 'msg="shim disconnected"' | sed -E 's/^time="([^"]+)".*/\1/' | head -1)
   # The shim serving: its first log line (wasmpod: its bootstrap line; runc's shim: "starting
-  # signal loop").
+  # signal loop"; the null shim's "serving" line).
   local serving
-  serving=$(grep -E "($id: shim bootstrap|starting signal loop.*/$id )" "$log" | head -1 | sed -E 's/^time="([^"]+)".*/\1/')
+  serving=$(grep -E "($id: shim bootstrap|starting signal loop.*/$id |$id: null shim serving)" "$log" | head -1 | sed -E 's/^time="([^"]+)".*/\1/')
   [[ -n $serving ]] && echo "serving $(epoch "$serving")"
   for topic in create start exit delete; do
     local line
@@ -85,7 +92,7 @@ create_stages=("spec" "rootfs mount" "loader (plan, program, cache map)" "stdio"
 : >"$CTD_DIR/rows"
 : >"$CTD_DIR/details"
 for i in $(seq "$runs"); do
-  for kind in wasmpod runc; do
+  for kind in "${kinds[@]}"; do
     id=trace-$kind-$i
     milestones "$id" >"$CTD_DIR/m"
     awk -v kind="$kind" 'NR == 1 { t0 = $2; prev = $2; next }
@@ -110,12 +117,13 @@ done
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) { print "-"; exit } m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.1f", m }'; }
 med() { awk -v k="$1" -v n="$2" '$1 == k && $2 == n && $3 != "" { print $3 }' "$CTD_DIR/rows" | median; }
 
-printf '   %-72s %8s %8s\n' "stage (each from the end of the one before)" wasmpod runc
+printf '   %-72s %8s %8s %8s\n' "stage (each from the end of the one before)" wasmpod runc "floor"
 for row in "${rows[@]}"; do
   key=${row%%|*}
-  printf '   %-72s %8s %8s\n' "${row#*|}" "$(med wasmpod "$key")" "$(med runc "$key")"
+  printf '   %-72s %8s %8s %8s\n' "${row#*|}" "$(med wasmpod "$key")" "$(med runc "$key")" "$(med null "$key")"
 done
-printf '   %-72s %8s %8s\n' "total, ctr run --rm" "$(med wasmpod total)" "$(med runc total)"
+printf '   %-72s %8s %8s %8s\n' "total, ctr run --rm" "$(med wasmpod total)" "$(med runc total)" "$(med null total)"
+echo "   (floor: containerd-shim-null-v1, a shim that starts, reports the task exited and runs nothing)"
 echo "   inside wasmpod's shim (its own timings):"
 for d in bootstrap "${create_stages[@]/#/create: }" "create: total" "start: signal init" \
   "guest: instantiate and run" "delete: container (cgroup, state)" "delete: rootfs unmount"; do
