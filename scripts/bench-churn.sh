@@ -45,19 +45,8 @@ for c in "${containerds[@]}"; do
 done
 
 # runwasi's shim, unpacked once into .work/runwasi (its dir goes on the daemon's PATH).
-runwasi=$repo/.work/runwasi/containerd-shim-wasmtime-v1
-if [[ ! -x $runwasi ]]; then
-  xz_src=${RUNWASI_XZ:-}
-  for cand in "$repo/../shared/tools/containerd-shim-wasmtime-v1.xz" /work/shared/tools/containerd-shim-wasmtime-v1.xz; do
-    [[ -z $xz_src && -f $cand ]] && xz_src=$cand
-  done
-  if [[ -z $xz_src ]]; then
-    echo "bench-churn: no containerd-shim-wasmtime-v1.xz (../shared/tools, or set RUNWASI_XZ)" >&2
-    exit 1
-  fi
-  mkdir -p "${runwasi%/*}"
-  xz -dc "$xz_src" >"$runwasi.tmp" && chmod +x "$runwasi.tmp" && mv "$runwasi.tmp" "$runwasi"
-fi
+source "$repo/scripts/lib/runwasi.sh"
+runwasi=$(runwasi_shim) || { echo "bench-churn: runwasi's shim is needed" >&2; exit 1; }
 
 echo "== churn through containerd's API: $cycles cycles per wasmpod lane, $peer_cycles per peer" \
   "lane, 8 at a time; runwasi $("$runwasi" -v 2>/dev/null | awk '/Version/{print $2}')"

@@ -1,22 +1,25 @@
 #!/usr/bin/env bash
 # `make bench`: wasmpod against runc in the same run, on a private containerd.
-#   1. `ctr run --rm` hello: wasmpod (hello.wasm) vs runc (busybox echo), interleaved, medians.
+#   1. `ctr run --rm` hello: wasmpod (hello.wasm) vs runc (busybox echo), runwasi (hello.wasm)
+#      and the floor (a shim that runs nothing), interleaved, medians, ratios.
 #   2. first start (compiles) vs cached start of a wasm module never seen before.
 #   3. churn: create/start/wait/delete of N tasks, 8 at a time, tasks/s for each runtime.
-#   4. PSS of an idle long-running container, every process counted (its shim included).
+#   4. PSS of idle long-running containers, every process counted (their shims included):
+#      wasmpod, runc and runwasi, IDLE of each.
 #   5. the engine alone: start of a cached program (shim/benches/instantiate.rs).
 #   6. MANY idle wasm containers at once: start time, PSS, every one answers State and stops
 #      on SIGTERM with 143.
 #   7. HTTP serving, wasmpod vs wasmtime serve vs native hyper: scripts/bench-http.sh (after
 #      this containerd stops; its environment: HTTP_SECONDS, HTTP_WARMUP, HTTP_START_RUNS...).
-# Environment: RUNS (default 15), CHURN (default 100), IDLE (default 10), ENGINE_RUNS (default
+# Environment: RUNS (default 15), CHURN (default 100), IDLE (default 20), ENGINE_RUNS (default
 # 2000), MANY (default 1000), CONTAINERD binary.
 set -euo pipefail
 source "$(dirname "$0")/lib/containerd.sh"
+source "$(dirname "$0")/lib/runwasi.sh"
 
 RUNS=${RUNS:-15}
 CHURN=${CHURN:-100}
-IDLE=${IDLE:-10}
+IDLE=${IDLE:-20}
 MANY=${MANY:-1000}
 ENGINE_RUNS=${ENGINE_RUNS:-2000}
 NS=default
@@ -35,21 +38,37 @@ image_import printer:bench "$WASMPOD_ROOT/test-images/out/printer.wasm"
 image_import sleeper:bench "$WASMPOD_ROOT/test-images/out/sleeper.wasm"
 
 now_ms() { date +%s%N | awk '{printf "%.3f", $1 / 1000000}'; }
+# The peers, run by their binaries' paths: runwasi's wasmtime shim, and the floor, a shim that
+# starts, reports its task exited and runs nothing (integration/src/bin/null_shim.rs).
+RUNWASI=$(runwasi_shim) || { echo "bench: runwasi's shim is needed" >&2; exit 1; }
+NULL_SHIM=$WASMPOD_ROOT/target/release/containerd-shim-null-v1
 wasm_run() { ctd run --rm --runtime io.containerd.wasmpod.v1 "$WASM" "$1" >/dev/null; }
 runc_run() { ctd run --rm --runc-root "$CTD_DIR/runc" --runtime io.containerd.runc.v2 "$NATIVE" "$1" echo hello >/dev/null; }
+runwasi_run() { ctd run --rm --runtime "$RUNWASI" "$WASM" "$1" >/dev/null; }
+floor_run() { ctd run --rm --runtime "$NULL_SHIM" "$WASM" "$1" >/dev/null; }
 timed() { local t0; t0=$(now_ms); "$@"; awk -v a="$t0" -v b="$(now_ms)" 'BEGIN{printf "%.1f\n", b - a}'; }
 median() { sort -n | awk '{v[NR]=$1} END{ if (NR%2) print v[(NR+1)/2]; else printf "%.1f\n", (v[NR/2]+v[NR/2+1])/2 }'; }
 
 echo "== 1. ctr run --rm hello: $RUNS runs each, interleaved (2 warm-up runs each first)"
-for i in 1 2; do wasm_run "warm-w$i"; runc_run "warm-r$i"; done
-: >"$CTD_DIR/wasm.ms"; : >"$CTD_DIR/runc.ms"
+kinds=(wasm runc runwasi floor)
+for i in 1 2; do for k in "${kinds[@]}"; do "${k}_run" "warm-$k-$i"; done; done
+for k in "${kinds[@]}"; do : >"$CTD_DIR/$k.ms"; done
 for i in $(seq "$RUNS"); do
-  timed wasm_run "w$i" >>"$CTD_DIR/wasm.ms"
-  timed runc_run "r$i" >>"$CTD_DIR/runc.ms"
+  for k in "${kinds[@]}"; do timed "${k}_run" "$k$i" >>"$CTD_DIR/$k.ms"; done
 done
-wm=$(median <"$CTD_DIR/wasm.ms"); rm_=$(median <"$CTD_DIR/runc.ms")
-printf '   wasmpod hello.wasm   median %7.1f ms\n   runc busybox echo    median %7.1f ms\n' "$wm" "$rm_"
-awk -v w="$wm" -v r="$rm_" 'BEGIN{printf "   ratio wasmpod/runc  %.2f\n", w / r}'
+rm_=$(median <"$CTD_DIR/runc.ms")
+for k in "${kinds[@]}"; do
+  m=$(median <"$CTD_DIR/$k.ms")
+  case $k in
+    wasm) label="wasmpod hello.wasm" ;;
+    runc) label="runc busybox echo" ;;
+    runwasi) label="runwasi hello.wasm" ;;
+    floor) label="floor (null shim)" ;;
+  esac
+  awk -v l="$label" -v m="$m" -v r="$rm_" 'BEGIN{printf "   %-20s median %7.1f ms   %.2fx runc\n", l, m, m / r}'
+done
+awk -v w="$(median <"$CTD_DIR/wasm.ms")" -v r="$rm_" \
+  'BEGIN{printf "   goal: wasmpod at most 0.6x runc: %.2fx, %s\n", w / r, (w / r <= 0.6 ? "met" : "NOT met")}'
 
 echo "== 2. first start (compile) vs cached start, printer.wasm"
 first=$(timed ctd run --rm --runtime io.containerd.wasmpod.v1 docker.io/library/printer:bench p1 /app.wasm 2>/dev/null | tail -1)
@@ -85,15 +104,22 @@ echo "== 4. idle long-running containers: $IDLE of each, PSS of all their proces
 for i in $(seq "$IDLE"); do
   ctd run -d --runtime io.containerd.wasmpod.v1 docker.io/library/sleeper:bench "idle-w$i" /app.wasm 100000 >/dev/null
   ctd run -d --runc-root "$CTD_DIR/runc" --runtime io.containerd.runc.v2 "$NATIVE" "idle-r$i" sleep 100000 >/dev/null
+  ctd run -d --runtime "$RUNWASI" docker.io/library/sleeper:bench "idle-x$i" /app.wasm 100000 >/dev/null
 done
 sleep 3
-report_pss() {
+# per_container_pss PREFIX: MB of PSS per container and processes per container.
+per_container_pss() {
   local r; r=($(pss_of_all "$1"))
-  awk -v s="${r[0]}" -v n="$IDLE" -v p="${r[1]}" -v l="$2" \
-    'BEGIN{printf "   %-8s %6.2f MB PSS per container, %.1f processes each\n", l, s / n / 1024, p / n}'
+  awk -v s="${r[0]}" -v n="$IDLE" -v p="${r[1]}" 'BEGIN{printf "%.2f %.1f\n", s / n / 1024, p / n}'
 }
-report_pss idle-w wasmpod
-report_pss idle-r runc
+read -r w_pss w_procs < <(per_container_pss idle-w)
+read -r r_pss r_procs < <(per_container_pss idle-r)
+read -r x_pss x_procs < <(per_container_pss idle-x)
+printf '   %-8s %6.2f MB PSS per container, %s processes each\n' wasmpod "$w_pss" "$w_procs" \
+  runc "$r_pss" "$r_procs" runwasi "$x_pss" "$x_procs"
+awk -v w="$w_pss" -v r="$r_pss" -v x="$x_pss" 'BEGIN{
+  printf "   wasmpod %.2fx runc, %.2fx runwasi; goal of at most 1.5 MB each: %s\n", w / r, w / x, (w <= 1.5 ? "met" : "NOT met") }'
+for k in w r x; do ctd task ls -q | grep "^idle-$k" | xargs -r -n1 -I{} ctr -a "$CTD_SOCK" task kill -s KILL {} 2>/dev/null || true; done
 
 echo "== 5. the engine alone: a cached program's start (WASI context, instantiation, entry call)"
 out=$WASMPOD_ROOT/test-images/out
