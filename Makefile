@@ -85,8 +85,9 @@ lint: deps ## formatting and clippy, warnings are errors
 fmt:
 	$(CARGO) fmt --all
 
-bench: build test-images ## wasmpod vs runc: start time, churn, idle PSS; engine start; 1000 idle containers; HTTP vs wasmtime serve
+bench: build test-images ## wasmpod vs runc, runwasi and the floor: ctr and docker run, churn, idle PSS; engine start; 1000 idle containers; HTTP vs wasmtime serve
 	scripts/bench.sh
+	scripts/bench-docker.sh $(TRIXIE)/bin/dockerd $(FORKY)/bin/dockerd
 	scripts/bench-churn.sh $(TRIXIE)/bin/containerd $(FORKY)/bin/containerd
 	scripts/trace-start.sh $(TRIXIE)/bin/containerd
 
