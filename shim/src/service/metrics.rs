@@ -5,7 +5,6 @@
 use containerd_shim::protos::cgroups::metrics as v1;
 use containerd_shim::protos::cgroups_v2::metrics as v2;
 use containerd_shim::protos::protobuf::well_known_types::any::Any;
-use containerd_shim::util::convert_to_any;
 
 use crate::error::{Error, Result};
 use crate::isolation::{CgroupStats, Layout};
@@ -15,9 +14,10 @@ use crate::isolation::{CgroupStats, Layout};
 /// # Errors
 /// Protobuf encoding failed.
 pub fn to_any(layout: Layout, stats: &CgroupStats) -> Result<Any> {
+    // Packed without protobuf's reflection (see `pack_in`).
     let packed = match layout {
-        Layout::V1 => convert_to_any(Box::new(v1_metrics(stats))),
-        Layout::V2 => convert_to_any(Box::new(v2_metrics(stats))),
+        Layout::V1 => super::events::pack_in("io.containerd.cgroups.v1", &v1_metrics(stats)),
+        Layout::V2 => super::events::pack_in("io.containerd.cgroups.v2", &v2_metrics(stats)),
     };
     packed.map_err(|e| Error::io("encoding metrics", std::io::Error::other(e.to_string())))
 }
