@@ -19,7 +19,7 @@ pub mod rootfs;
 mod title;
 
 pub use bundle::load_spec;
-pub use cgroup::{CgroupStats, Layout};
+pub use cgroup::{remember_mount_points, CgroupStats, Layout};
 pub use cgroup_path::cgroupfs_path;
 pub use container::{remove_leftovers, signal, ContainerConfig, LinuxContainer};
 pub use executor::{Guest, Workload};

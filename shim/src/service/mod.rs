@@ -138,6 +138,7 @@ impl Shim for Service {
             Publisher::new(publisher, &self.namespace),
         ));
         tokio::spawn(forward_exits(tasks.clone()));
+        crate::isolation::remember_mount_points();
         crate::stages::log_bootstrap(&self.id);
         tokio::spawn(abandoned::exit_when_abandoned(
             tasks.clone(),

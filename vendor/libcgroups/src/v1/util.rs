@@ -1,6 +1,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicPtr, Ordering};
 
 use pathrs::flags::OpenFlags;
 use pathrs::procfs::{ProcfsBase, ProcfsHandle};
@@ -62,46 +63,70 @@ pub fn list_supported_mount_points() -> Result<HashMap<ControllerType, PathBuf>,
 }
 
 pub fn get_subsystem_mount_point(subsystem: &ControllerType) -> Result<PathBuf, V1MountPointError> {
+    // wasmpod patch: from the process's list of cgroup v1 mounts, read once. Reading and
+    // parsing /proc/self/mountinfo for each of a container's twelve subsystems took 1.5 ms of
+    // its Create, more on a node with many mounts; cgroup hierarchies are mounted at boot and
+    // stay. A listed mount point that is gone makes this call read the list afresh.
+    let fresh;
+    let mounts: &[PathBuf] = match remembered_mounts() {
+        Some(mounts) if mounts.iter().all(|m| m.exists()) => mounts,
+        Some(_) => {
+            fresh = list_subsystem_mount_points()?;
+            &fresh
+        }
+        None => {
+            remember_mounts(list_subsystem_mount_points()?);
+            remembered_mounts().unwrap_or_default()
+        }
+    };
     let subsystem_name = subsystem.to_string();
-    let reader = BufReader::new(ProcfsHandle::new()?.open(
-        ProcfsBase::ProcSelf,
-        "mountinfo",
-        OpenFlags::O_RDONLY | OpenFlags::O_CLOEXEC,
-    )?);
-
-    reader
-        .lines()
-        .map(|lr| {
-            lr.map_err(V1MountPointError::Io)
-                .and_then(|line| MountInfo::from_line(&line).map_err(V1MountPointError::MountInfo))
-        })
-        .find_map(|r| match r {
-            Err(e) => Some(Err(e)),
-            Ok(m) if m.fs_type == "cgroup" => {
-                // Some systems mount net_prio and net_cls in the same directory
-                // other systems mount them in their own directories. This
-                // should handle both cases.
-                let ok = match subsystem_name.as_str() {
-                    "net_cls" => ["net_cls,net_prio", "net_prio,net_cls", "net_cls"]
-                        .iter()
-                        .any(|s| m.mount_point.ends_with(s)),
-                    "net_prio" => ["net_cls,net_prio", "net_prio,net_cls", "net_prio"]
-                        .iter()
-                        .any(|s| m.mount_point.ends_with(s)),
-                    "cpu" => ["cpu,cpuacct", "cpu"]
-                        .iter()
-                        .any(|s| m.mount_point.ends_with(s)),
-                    "cpuacct" => ["cpu,cpuacct", "cpuacct"]
-                        .iter()
-                        .any(|s| m.mount_point.ends_with(s)),
-                    _ => m.mount_point.ends_with(&subsystem_name),
-                };
-                if ok { Some(Ok(m.mount_point)) } else { None }
+    mounts
+        .iter()
+        .find(|mount_point| {
+            // Some systems mount net_prio and net_cls in the same directory
+            // other systems mount them in their own directories. This
+            // should handle both cases.
+            match subsystem_name.as_str() {
+                "net_cls" => ["net_cls,net_prio", "net_prio,net_cls", "net_cls"]
+                    .iter()
+                    .any(|s| mount_point.ends_with(s)),
+                "net_prio" => ["net_cls,net_prio", "net_prio,net_cls", "net_prio"]
+                    .iter()
+                    .any(|s| mount_point.ends_with(s)),
+                "cpu" => ["cpu,cpuacct", "cpu"]
+                    .iter()
+                    .any(|s| mount_point.ends_with(s)),
+                "cpuacct" => ["cpu,cpuacct", "cpuacct"]
+                    .iter()
+                    .any(|s| mount_point.ends_with(s)),
+                _ => mount_point.ends_with(&subsystem_name),
             }
-            Ok(_) => None,
         })
-        .transpose()?
+        .cloned()
         .ok_or(V1MountPointError::NotFound {
             subsystem: *subsystem,
         })
+}
+
+/// wasmpod patch: the cgroup v1 mount points of this process, once read (see
+/// `get_subsystem_mount_point`). Set once and never freed, without a lock: processes fork
+/// from threads of this one (containers' builders), and a lock held by another thread at
+/// that instant would stay held in the child for ever.
+static CGROUP_MOUNTS: AtomicPtr<Vec<PathBuf>> = AtomicPtr::new(std::ptr::null_mut());
+
+fn remembered_mounts() -> Option<&'static [PathBuf]> {
+    // SAFETY: a non-null pointer is a leaked Box that is never freed or changed.
+    unsafe { CGROUP_MOUNTS.load(Ordering::Acquire).as_ref() }.map(Vec::as_slice)
+}
+
+fn remember_mounts(mounts: Vec<PathBuf>) {
+    let new = Box::into_raw(Box::new(mounts));
+    if CGROUP_MOUNTS
+        .compare_exchange(std::ptr::null_mut(), new, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        // Another thread remembered them first.
+        // SAFETY: `new` came from Box::into_raw above and was not published.
+        drop(unsafe { Box::from_raw(new) });
+    }
 }
