@@ -91,7 +91,7 @@ bench: build test-images ## wasmpod vs runc, runwasi and the floor: ctr and dock
 	scripts/bench-churn.sh $(TRIXIE)/bin/containerd $(FORKY)/bin/containerd
 	scripts/trace-start.sh $(TRIXIE)/bin/containerd
 
-trace: build test-images trixie ## where one cached `ctr run --rm` spends its time, wasmpod beside runc
+trace: build test-images trixie ## where one cached `ctr run --rm` spends its time, wasmpod beside runc and the floor
 	scripts/trace-start.sh $(TRIXIE)/bin/containerd
 
 demo: build test-images ## private containerd, run the hello image through wasmpod

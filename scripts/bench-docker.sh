@@ -8,13 +8,12 @@
 # Usage: scripts/bench-docker.sh [DOCKERD...]      Environment: RUNS (default 15).
 set -euo pipefail
 source "$(dirname "$0")/lib/containerd.sh"
+source "$(dirname "$0")/lib/timing.sh"
 
 RUNS=${RUNS:-15}
 dockerds=("$@")
 ((${#dockerds[@]})) || dockerds=("$WASMPOD_ROOT/.work/trixie/bin/dockerd" "$WASMPOD_ROOT/.work/forky/bin/dockerd")
 
-now_ms() { date +%s%N | awk '{printf "%.3f", $1 / 1000000}'; }
-median() { sort -n | awk '{v[NR]=$1} END{ if (NR%2) print v[(NR+1)/2]; else printf "%.1f\n", (v[NR/2]+v[NR/2+1])/2 }'; }
 
 DK_DIR= DK_PID=
 dockerd_stop() {
@@ -71,11 +70,7 @@ EOF
   for _ in 1 2; do wasm_run; runc_run; floor_run; done
   for k in wasm runc floor; do : >"$DK_DIR/$k.ms"; done
   for _ in $(seq "$RUNS"); do
-    for k in wasm runc floor; do
-      t0=$(now_ms)
-      "${k}_run"
-      awk -v a="$t0" -v b="$(now_ms)" 'BEGIN{printf "%.1f\n", b - a}' >>"$DK_DIR/$k.ms"
-    done
+    for k in wasm runc floor; do timed "${k}_run" >>"$DK_DIR/$k.ms"; done
   done
   w=$(median <"$DK_DIR/wasm.ms")
   r=$(median <"$DK_DIR/runc.ms")

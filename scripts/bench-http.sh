@@ -28,6 +28,8 @@ set -euo pipefail
 source "$(dirname "$0")/lib/containerd.sh"
 # shellcheck source-path=SCRIPTDIR
 source "$(dirname "$0")/lib/apt.sh"
+# shellcheck source-path=SCRIPTDIR
+source "$(dirname "$0")/lib/timing.sh"
 
 HTTP_SECONDS=${HTTP_SECONDS:-10}
 HTTP_WARMUP=${HTTP_WARMUP:-2}
@@ -75,7 +77,6 @@ mkfifo "$CTD_DIR/nap"
 exec {NAP}<>"$CTD_DIR/nap"
 
 ms_between() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.1f\n", (b - a) * 1000}'; }
-median() { sort -n | awk '{v[NR]=$1} END{ if (NR%2) print v[(NR+1)/2]; else printf "%.1f\n", (v[NR/2]+v[NR/2+1])/2 }'; }
 
 # probe PORT: one `GET /` on a new connection; true if it answers 200.
 probe() {

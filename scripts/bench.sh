@@ -15,6 +15,7 @@
 # 2000), MANY (default 1000), CONTAINERD binary.
 set -euo pipefail
 source "$(dirname "$0")/lib/containerd.sh"
+source "$(dirname "$0")/lib/timing.sh"
 source "$(dirname "$0")/lib/runwasi.sh"
 
 RUNS=${RUNS:-15}
@@ -37,7 +38,6 @@ image_import hello:bench "$WASMPOD_ROOT/test-images/out/hello.wasm"
 image_import printer:bench "$WASMPOD_ROOT/test-images/out/printer.wasm"
 image_import sleeper:bench "$WASMPOD_ROOT/test-images/out/sleeper.wasm"
 
-now_ms() { date +%s%N | awk '{printf "%.3f", $1 / 1000000}'; }
 # The peers, run by their binaries' paths: runwasi's wasmtime shim, and the floor, a shim that
 # starts, reports its task exited and runs nothing (integration/src/bin/null_shim.rs).
 RUNWASI=$(runwasi_shim) || { echo "bench: runwasi's shim is needed" >&2; exit 1; }
@@ -46,8 +46,6 @@ wasm_run() { ctd run --rm --runtime io.containerd.wasmpod.v1 "$WASM" "$1" >/dev/
 runc_run() { ctd run --rm --runc-root "$CTD_DIR/runc" --runtime io.containerd.runc.v2 "$NATIVE" "$1" echo hello >/dev/null; }
 runwasi_run() { ctd run --rm --runtime "$RUNWASI" "$WASM" "$1" >/dev/null; }
 floor_run() { ctd run --rm --runtime "$NULL_SHIM" "$WASM" "$1" >/dev/null; }
-timed() { local t0; t0=$(now_ms); "$@"; awk -v a="$t0" -v b="$(now_ms)" 'BEGIN{printf "%.1f\n", b - a}'; }
-median() { sort -n | awk '{v[NR]=$1} END{ if (NR%2) print v[(NR+1)/2]; else printf "%.1f\n", (v[NR/2]+v[NR/2+1])/2 }'; }
 
 echo "== 1. ctr run --rm hello: $RUNS runs each, interleaved (2 warm-up runs each first)"
 kinds=(wasm runc runwasi floor)

@@ -37,12 +37,10 @@ impl Layout {
 
 /// Reads the host's cgroup v1 mount points into libcgroups' process-wide list (a wasmpod
 /// patch, `vendor/README.md`) while the shim starts, so that no container's Create reads
-/// them and every builder process inherits them. Nothing to do on a unified host.
+/// them and every builder process inherits them. One read of mountinfo; on a unified host
+/// the list is empty and nothing uses it.
 pub fn remember_mount_points() {
-    if Layout::detect() == Layout::V1 {
-        let _ =
-            libcgroups::v1::util::get_subsystem_mount_point(&libcgroups::v1::ControllerType::Cpu);
-    }
+    let _ = libcgroups::v1::util::get_subsystem_mount_point(&libcgroups::v1::ControllerType::Cpu);
 }
 
 /// A container's cgroup.
