@@ -12,7 +12,7 @@ FORKY     := $(CURDIR)/.work/forky
 PREFIX    ?= /usr/local
 TEST_THREADS ?= 2
 
-.PHONY: deps trixie forky build test-images test unit-test integration-test critest lint fmt bench trace demo install uninstall clean
+.PHONY: deps trixie forky build test-images test unit-test integration-test critest lint fmt bench bench-many trace demo install uninstall clean
 
 deps: ## install missing apt packages and rust targets
 	@scripts/install-deps.sh
@@ -90,6 +90,9 @@ bench: build test-images ## wasmpod vs runc, runwasi and the floor: ctr and dock
 	scripts/bench-docker.sh $(TRIXIE)/bin/dockerd $(FORKY)/bin/dockerd
 	scripts/bench-churn.sh $(TRIXIE)/bin/containerd $(FORKY)/bin/containerd
 	scripts/trace-start.sh $(TRIXIE)/bin/containerd
+
+bench-many: build test-images ## 10,000 idle wasm containers at once, in opt-in groups of 100 (MANY, GROUP_SIZE)
+	scripts/bench-many.sh
 
 trace: build test-images trixie ## where one cached `ctr run --rm` spends its time, wasmpod beside runc and the floor
 	scripts/trace-start.sh $(TRIXIE)/bin/containerd

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # `make bench`: wasmpod against runc in the same run, on a private containerd.
-#   1. `ctr run --rm` hello: wasmpod (hello.wasm) vs runc (busybox echo), runwasi (hello.wasm)
-#      and the floor (a shim that runs nothing), interleaved, medians, ratios.
+#   1. `ctr run --rm` hello: wasmpod (hello.wasm; a shim each, and in an opt-in group) vs runc
+#      (busybox echo), runwasi (hello.wasm) and the floor (a shim that runs nothing),
+#      interleaved, medians, ratios.
 #   2. first start (compiles) vs cached start of a wasm module never seen before.
 #   3. churn: create/start/wait/delete of N tasks, 8 at a time, tasks/s for each runtime.
 #   4. PSS of idle long-running containers, every process counted (their shims included):
-#      wasmpod, runc and runwasi, IDLE of each.
+#      wasmpod (a shim each, and all in one opt-in group), runc and runwasi, IDLE of each.
 #   5. the engine alone: start of a cached program (shim/benches/instantiate.rs).
-#   6. MANY idle wasm containers at once: start time, PSS, every one answers State and stops
-#      on SIGTERM with 143.
+#   6. MANY idle wasm containers at once, a shim each and in groups of 100: start time, PSS,
+#      every one answers State and stops on SIGTERM with 143.
 #   7. HTTP serving, wasmpod vs wasmtime serve vs native hyper: scripts/bench-http.sh (after
 #      this containerd stops; its environment: HTTP_SECONDS, HTTP_WARMUP, HTTP_START_RUNS...).
 # Environment: RUNS (default 15), CHURN (default 100), IDLE (default 20), ENGINE_RUNS (default
@@ -17,13 +18,13 @@ set -euo pipefail
 source "$(dirname "$0")/lib/containerd.sh"
 source "$(dirname "$0")/lib/timing.sh"
 source "$(dirname "$0")/lib/runwasi.sh"
+source "$(dirname "$0")/lib/many.sh"
 
 RUNS=${RUNS:-15}
 CHURN=${CHURN:-100}
 IDLE=${IDLE:-20}
 MANY=${MANY:-1000}
 ENGINE_RUNS=${ENGINE_RUNS:-2000}
-NS=default
 WASM=docker.io/library/hello:bench
 NATIVE=docker.io/library/busybox:bench
 
@@ -43,12 +44,14 @@ image_import sleeper:bench "$WASMPOD_ROOT/test-images/out/sleeper.wasm"
 RUNWASI=$(runwasi_shim) || { echo "bench: runwasi's shim is needed" >&2; exit 1; }
 NULL_SHIM=$WASMPOD_ROOT/target/release/containerd-shim-null-v1
 wasm_run() { ctd run --rm --runtime io.containerd.wasmpod.v1 "$WASM" "$1" >/dev/null; }
+# In an opt-in group: each run finds the group's shim of the run before, lingering.
+group_run() { ctd run --rm --annotation io.containerd.wasmpod.group=bench --runtime io.containerd.wasmpod.v1 "$WASM" "$1" >/dev/null; }
 runc_run() { ctd run --rm --runc-root "$CTD_DIR/runc" --runtime io.containerd.runc.v2 "$NATIVE" "$1" echo hello >/dev/null; }
 runwasi_run() { ctd run --rm --runtime "$RUNWASI" "$WASM" "$1" >/dev/null; }
 floor_run() { ctd run --rm --runtime "$NULL_SHIM" "$WASM" "$1" >/dev/null; }
 
 echo "== 1. ctr run --rm hello: $RUNS runs each, interleaved (2 warm-up runs each first)"
-kinds=(wasm runc runwasi floor)
+kinds=(wasm group runc runwasi floor)
 for i in 1 2; do for k in "${kinds[@]}"; do "${k}_run" "warm-$k-$i"; done; done
 for k in "${kinds[@]}"; do : >"$CTD_DIR/$k.ms"; done
 for i in $(seq "$RUNS"); do
@@ -59,6 +62,7 @@ for k in "${kinds[@]}"; do
   m=$(median <"$CTD_DIR/$k.ms")
   case $k in
     wasm) label="wasmpod hello.wasm" ;;
+    group) label="wasmpod, a group" ;;
     runc) label="runc busybox echo" ;;
     runwasi) label="runwasi hello.wasm" ;;
     floor) label="floor (null shim)" ;;
@@ -87,20 +91,10 @@ cw=$(churn wasm); cr=$(churn runc)
 printf '   wasmpod %6s tasks/s   runc %6s tasks/s   ratio %s\n' "$cw" "$cr" \
   "$(awk -v a="$cw" -v b="$cr" 'BEGIN{printf "%.2f", a / b}')"
 
-# PSS (kB) and count of every process of the containers named PREFIX*: their shims and their
-# cgroups' processes (a container process forked from its shim matches both: counted once).
-pss_of_all() {
-  local prefix=$1 total=0 n=0 p
-  for p in $( (pgrep -f -- "-id $prefix[0-9]+ -address $CTD_SOCK"
-    cat /sys/fs/cgroup/pids/$NS/$prefix*/cgroup.procs /sys/fs/cgroup/$NS/$prefix*/cgroup.procs 2>/dev/null) | sort -u); do
-    total=$((total + $(awk '/^Pss:/{print $2}' /proc/$p/smaps_rollup 2>/dev/null || echo 0)))
-    n=$((n + 1))
-  done
-  echo "$total $n"
-}
 echo "== 4. idle long-running containers: $IDLE of each, PSS of all their processes"
 for i in $(seq "$IDLE"); do
   ctd run -d --runtime io.containerd.wasmpod.v1 docker.io/library/sleeper:bench "idle-w$i" /app.wasm 100000 >/dev/null
+  ctd run -d --annotation io.containerd.wasmpod.group=idle --runtime io.containerd.wasmpod.v1 docker.io/library/sleeper:bench "idle-g$i" /app.wasm 100000 >/dev/null
   ctd run -d --runc-root "$CTD_DIR/runc" --runtime io.containerd.runc.v2 "$NATIVE" "idle-r$i" sleep 100000 >/dev/null
   ctd run -d --runtime "$RUNWASI" docker.io/library/sleeper:bench "idle-x$i" /app.wasm 100000 >/dev/null
 done
@@ -112,47 +106,24 @@ per_container_pss() {
 }
 read -r w_pss w_procs < <(per_container_pss idle-w)
 read -r r_pss r_procs < <(per_container_pss idle-r)
+read -r g_pss g_procs < <(per_container_pss idle-g)
 read -r x_pss x_procs < <(per_container_pss idle-x)
-printf '   %-8s %6.2f MB PSS per container, %s processes each\n' wasmpod "$w_pss" "$w_procs" \
-  runc "$r_pss" "$r_procs" runwasi "$x_pss" "$x_procs"
+printf '   %-16s %6.2f MB PSS per container, %s processes each\n' wasmpod "$w_pss" "$w_procs" \
+  "wasmpod, a group" "$g_pss" "$g_procs" runc "$r_pss" "$r_procs" runwasi "$x_pss" "$x_procs"
 awk -v w="$w_pss" -v r="$r_pss" -v x="$x_pss" 'BEGIN{
   printf "   wasmpod %.2fx runc, %.2fx runwasi; goal of at most 1.5 MB each: %s\n", w / r, w / x, (w <= 1.5 ? "met" : "NOT met") }'
-for k in w r x; do ctd task ls -q | grep "^idle-$k" | xargs -r -n1 -I{} ctr -a "$CTD_SOCK" task kill -s KILL {} 2>/dev/null || true; done
+awk -v w="$g_pss" -v r="$r_pss" -v x="$x_pss" -v n="$IDLE" 'BEGIN{
+  printf "   wasmpod, the %d in one group: %.2fx runc, %.2fx runwasi; goal of at most 1.5 MB each: %s\n", n, w / r, w / x, (w <= 1.5 ? "met" : "NOT met") }'
+for k in w g r x; do ctd task ls -q | grep "^idle-$k" | xargs -r -n1 -I{} ctr -a "$CTD_SOCK" task kill -s KILL {} 2>/dev/null || true; done
 
 echo "== 5. the engine alone: a cached program's start (WASI context, instantiation, entry call)"
 out=$WASMPOD_ROOT/test-images/out
 (cd "$WASMPOD_ROOT" && RUNS=$ENGINE_RUNS cargo bench -q -p wasmpod-shim --bench instantiate -- \
   "$out/hello.wasm" "$out/hello-c.wasm" "$out/hello-component.wasm" 2>/dev/null)
 
-# In parallel, 8 at a time: `ctd ARGS...` for every ID on stdin, `{}` in ARGS replaced by it.
-each_task() { xargs -P 8 -I{} bash -c "CTD_SOCK='$CTD_SOCK'; ctd $*"; }
-
-echo "== 6. $MANY idle wasm containers at once"
-t0=$(now_ms)
-seq "$MANY" | sed 's/^/many-/' |
-  each_task run -d --runtime io.containerd.wasmpod.v1 docker.io/library/sleeper:bench {} /app.wasm 100000 >/dev/null
-t1=$(now_ms)
-sleep 3
-running=$(ctd task ls | awk '$1 ~ /^many-/ && $3 == "RUNNING"' | wc -l)
-r=($(pss_of_all many-))
-awk -v n="$MANY" -v ms="$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b - a}')" -v s="${r[0]}" -v p="${r[1]}" -v up="$running" \
-  'BEGIN{printf "   started in %.1f s (%.1f/s); %d RUNNING by State; %.2f MB PSS each, %d processes in all\n", ms / 1000, n / (ms / 1000), up, s / n / 1024, p}'
-ctr -a "$CTD_SOCK" events >"$CTD_DIR/events" &
-events=$!
-sleep 0.5
-t0=$(now_ms)
-ctd task ls -q | grep '^many-' | each_task task kill {}
-for _ in $(seq 120); do
-  [[ $(grep -c '/tasks/exit.*"exit_status":143' "$CTD_DIR/events") -ge $MANY ]] && break
-  sleep 0.5
-done
-t1=$(now_ms)
-kill "$events"
-awk -v ms="$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b - a}')" -v e="$(grep -c '/tasks/exit.*"exit_status":143' "$CTD_DIR/events")" \
-  'BEGIN{printf "   SIGTERM to each: %d exited with 143, all within %.1f s\n", e, ms / 1000}'
-# (ctr warns of each non-zero exit code as it deletes.)
-ctd task ls -q | grep '^many-' | each_task task rm {} 2>/dev/null
-ctd containers ls -q | grep '^many-' | each_task containers rm {}
+echo "== 6. $MANY idle wasm containers at once (scripts/lib/many.sh; make bench-many for 10,000)"
+many_idle "$MANY" 0
+many_idle "$MANY" 100
 
 # 7. HTTP serving (scripts/bench-http.sh): wasmpod vs wasmtime serve vs native hyper, on a
 # private containerd of its own; this one stops first so its idle containers do not share the run.

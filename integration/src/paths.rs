@@ -9,6 +9,9 @@ use anyhow::{bail, Result};
 
 /// Runtime type of the shim under test.
 pub const WASMPOD_RUNTIME: &str = "io.containerd.wasmpod.v1";
+
+/// The annotation that puts containers in one opt-in wasmpod group (one shim for them all).
+pub const GROUP_ANNOTATION: &str = "io.containerd.wasmpod.group";
 /// Runtime type of containerd's own runc shim.
 pub const RUNC_RUNTIME: &str = "io.containerd.runc.v2";
 /// File name containerd derives from [`WASMPOD_RUNTIME`].

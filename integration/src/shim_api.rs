@@ -14,7 +14,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
-use containerd_shim_protos::api::{KillRequest, ResizePtyRequest, UpdateTaskRequest};
+use containerd_shim_protos::api::{
+    ConnectRequest, KillRequest, ResizePtyRequest, UpdateTaskRequest,
+};
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::ttrpc::{self, context, Client, Code};
 use containerd_shim_protos::TaskClient;
@@ -115,5 +117,21 @@ impl Containerd {
             Err(ttrpc::Error::RpcStatus(status)) => Ok(status.code()),
             Err(e) => Err(anyhow!("shim Kill of {id} with signal {signal}: {e}")),
         }
+    }
+
+    /// The pid of the shim serving task `id` (its answer to Connect).
+    ///
+    /// # Errors
+    /// When the shim cannot be reached or the call fails.
+    pub fn shim_pid(&self, id: &str) -> Result<u32> {
+        let req = ConnectRequest {
+            id: id.to_string(),
+            ..Default::default()
+        };
+        let resp = self
+            .shim_tasks(id)?
+            .connect(context::with_duration(CALL_TIMEOUT), &req)
+            .map_err(|e| anyhow!("shim Connect for {id}: {e}"))?;
+        Ok(resp.shim_pid)
     }
 }

@@ -105,6 +105,22 @@ pub fn kill_pid(pid: i32) {
     let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
 }
 
+/// SIGTERM to each of `pids`, up to 1 s for them to go, then SIGKILL to those left. An idle
+/// wasmpod group shim leaves on SIGTERM and removes its socket; SIGKILL would leave the socket.
+pub fn stop_pids(pids: &[i32]) {
+    for &p in pids {
+        let _ = kill(Pid::from_raw(p), Signal::SIGTERM);
+    }
+    let alive = |p: i32| kill(Pid::from_raw(p), None).is_ok();
+    for _ in 0..20 {
+        if !pids.iter().any(|&p| alive(p)) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    pids.iter().for_each(|&p| kill_pid(p));
+}
+
 fn unescape_mountinfo(s: &str) -> String {
     // mountinfo escapes space, tab, newline and backslash as \ooo.
     let b = s.as_bytes();

@@ -14,18 +14,19 @@ containerd_start() {
   local bin=${1:-/usr/bin/containerd}
   CTD_DIR=$(mktemp -d /tmp/wasmpod-ctd.XXXXXX)
   CTD_SOCK=$CTD_DIR/containerd.sock
+  # containerd 1.x writes its config with double quotes, 2.x with single ones.
   "$bin" config default |
     sed -e "s|^root = .*|root = \"$CTD_DIR/root\"|" \
         -e "s|^state = .*|state = \"$CTD_DIR/state\"|" \
         -e "s|^disabled_plugins = .*|disabled_plugins = [\"io.containerd.grpc.v1.cri\"]|" \
-        -e "s|address = \"/run/containerd/containerd.sock\"|address = \"$CTD_SOCK\"|" \
-        -e "/^\[ttrpc\]/,/address/ s|address = \"\"|address = \"$CTD_DIR/ttrpc.sock\"|" \
-        -e "s|path = \"/opt/containerd\"|path = \"$CTD_DIR/opt\"|" \
+        -e "s|address = [\"']/run/containerd/containerd.sock[\"']|address = \"$CTD_SOCK\"|" \
+        -e "/^\[ttrpc\]/,/address/ s|address = [\"'][\"']|address = \"$CTD_DIR/ttrpc.sock\"|" \
+        -e "s|path = [\"']/opt/containerd[\"']|path = \"$CTD_DIR/opt\"|" \
         >"$CTD_DIR/config.toml"
-  # Only the config layout of containerd 1.x (version 2) is rewritten above: refuse to start a
-  # daemon that would still serve on the node's own socket.
-  if grep -q '"/run/containerd/containerd.sock' "$CTD_DIR/config.toml"; then
-    echo "containerd_start: cannot make $bin's default config private (containerd 2.x?)" >&2
+  # Refuse to start a daemon that would still serve on (or keep state in) the node's own
+  # paths: a config layout the rewrite above does not know.
+  if grep -qE "/run/containerd/containerd.sock|^(root|state) = .(/var/lib|/run)/containerd" "$CTD_DIR/config.toml"; then
+    echo "containerd_start: cannot make $bin's default config private" >&2
     rm -rf "$CTD_DIR"
     return 1
   fi
@@ -57,7 +58,11 @@ containerd_stop() {
   kill "$CTD_PID" 2>/dev/null
   for _ in $(seq 50); do kill -0 "$CTD_PID" 2>/dev/null || break; sleep 0.1; done
   kill -9 "$CTD_PID" 2>/dev/null
-  # Shims of this daemon (they name its socket on their command line).
+  # Shims of this daemon (they name its socket on their command line): SIGTERM first, which
+  # an idle group shim takes to leave cleanly (its socket removed), then SIGKILL.
+  if pkill -TERM -f -- "-address $CTD_SOCK" 2>/dev/null; then
+    for _ in $(seq 10); do pgrep -f -- "-address $CTD_SOCK" >/dev/null || break; sleep 0.1; done
+  fi
   pkill -9 -f -- "-address $CTD_SOCK" 2>/dev/null
   grep -o " $CTD_DIR[^ ]*" /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
   rm -rf "$CTD_DIR"

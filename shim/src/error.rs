@@ -33,6 +33,9 @@ pub enum Error {
     /// A request field is missing or malformed.
     #[error("invalid request: {0}")]
     InvalidArgument(String),
+    /// The shim cannot take the request now; another shim will (a group shim leaving).
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     /// The API exists but wasmpod does not implement it (yet).
     #[error("{0} is not supported by wasmpod")]
     Unimplemented(&'static str),
@@ -85,6 +88,7 @@ impl Error {
             Error::Task(TaskError::AlreadyExists(_)) => Code::ALREADY_EXISTS,
             Error::Task(TaskError::InvalidTransition { .. }) => Code::FAILED_PRECONDITION,
             Error::Unimplemented(_) => Code::UNIMPLEMENTED,
+            Error::Unavailable(_) => Code::UNAVAILABLE,
             Error::Io { .. } => Code::INTERNAL,
         }
     }
@@ -166,6 +170,10 @@ mod tests {
         assert_eq!(
             Error::Unimplemented("checkpoint").code(),
             Code::UNIMPLEMENTED
+        );
+        assert_eq!(
+            Error::Unavailable("the group shim is shutting down".into()).code(),
+            Code::UNAVAILABLE
         );
     }
 

@@ -16,7 +16,8 @@
 //!       [--stdio fifo|null]
 //! ```
 //! Lanes: `wasmpod-mix` (the default; the mix on wasmpod), `wasmpod-hello` (hello.wasm on
-//! wasmpod), `runc-echo` (busybox `echo hello` on runc), `runwasi-hello` (hello.wasm on
+//! wasmpod), `wasmpod-group-mix` and `wasmpod-group-hello` (the same, every container in one
+//! opt-in wasmpod group: one shim serves them), `runc-echo` (busybox `echo hello` on runc), `runwasi-hello` (hello.wasm on
 //! runwasi's wasmtime shim, `io.containerd.wasmtime.v1`, which `--runwasi` names; it is put
 //! on the daemon's PATH beside the wasmpod shim). Defaults: containerd `WASMPOD_CONTAINERD`
 //! (else /usr/bin/containerd), cycles `CHURN_CYCLES` (else 1000), 8 at a time, mix
@@ -69,7 +70,7 @@ struct Args {
 fn usage() -> &'static str {
     "usage: churn [--containerd BIN] [--cycles N] [--concurrency N] [--lane NAME[:CYCLES]]... \
      [--mix KIND:W,...] [--runwasi SHIM] [--cache-max-mb MB] [--settle SECS] [--stdio fifo|null]\n\
-     lanes: wasmpod-mix wasmpod-hello runc-echo runwasi-hello"
+     lanes: wasmpod-mix wasmpod-hello wasmpod-group-mix wasmpod-group-hello runc-echo runwasi-hello"
 }
 
 fn parse_args() -> Result<Args> {
@@ -191,9 +192,12 @@ async fn resolve(api: &Api, name: &str) -> Result<ImageInfo> {
 fn lane(args: &Args, name: &str, cycles: Option<usize>, ctd: &Containerd) -> Result<Lane> {
     let cycles = cycles.unwrap_or(args.cycles);
     let wasmpod = paths::WASMPOD_RUNTIME.to_string();
+    let group = name
+        .starts_with("wasmpod-group-")
+        .then(|| "churn".to_string());
     let (runtime, options, mix) = match name {
-        "wasmpod-mix" => (wasmpod, None, args.mix.clone()),
-        "wasmpod-hello" => (wasmpod, None, Mix::parse("module")?),
+        "wasmpod-mix" | "wasmpod-group-mix" => (wasmpod, None, args.mix.clone()),
+        "wasmpod-hello" | "wasmpod-group-hello" => (wasmpod, None, Mix::parse("module")?),
         "runc-echo" => (
             paths::RUNC_RUNTIME.to_string(),
             Some(runc_root_options(&ctd.dir().join("runc").to_string_lossy())),
@@ -213,6 +217,7 @@ fn lane(args: &Args, name: &str, cycles: Option<usize>, ctd: &Containerd) -> Res
         options,
         mix,
         cycles,
+        group,
     })
 }
 

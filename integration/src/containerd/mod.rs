@@ -174,7 +174,8 @@ impl Containerd {
             .stdout(log.try_clone()?)
             .stderr(log)
             .process_group(0);
-        for pass in ["RUST_LOG", "RUST_BACKTRACE"] {
+        // The group linger reaches the shims through the daemon: tests of the group race set it.
+        for pass in ["RUST_LOG", "RUST_BACKTRACE", "WASMPOD_GROUP_LINGER_MS"] {
             if let Some(v) = std::env::var_os(pass) {
                 cmd.env(pass, v);
             }
@@ -304,9 +305,11 @@ impl Drop for Containerd {
             self.remove_everything();
         }
         self.stop_daemon();
-        for p in system::procs_mentioning(&self.grpc.to_string_lossy()) {
-            system::kill_pid(p.pid);
-        }
+        let left: Vec<i32> = system::procs_mentioning(&self.grpc.to_string_lossy())
+            .iter()
+            .map(|p| p.pid)
+            .collect();
+        system::stop_pids(&left);
         let mut problems = system::unmount_under(&self.dir);
         problems.extend(system::remove_namespace_cgroups(&self.namespace));
         if let Err(e) = fs::remove_dir_all(&self.dir) {

@@ -9,24 +9,23 @@
 //!
 //! The bundle (the shim's working directory) is the signal: containerd removes it only once it
 //! is done with the task, and without it containerd can never find this shim again, not even
-//! after a restart (it recovers shims from their bundles). So when the bundle goes and the shim
-//! holds no task, it removes its socket and exits. With tasks it stays: a pod's shim runs in
-//! the bundle of the container that started it, which may be deleted before its neighbours.
-//! This module must not decide anything else about the shim's lifetime.
+//! after a restart (it recovers shims from their bundles). So when the bundle goes, `lifetime`
+//! decides: a shim with no task removes its socket and exits. With tasks it stays: a pod's or
+//! a group's shim runs in the bundle of the container that started it, which may be deleted
+//! before its neighbours. This module only watches.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use containerd_shim::ExitSignal;
 use log::{info, warn};
 use nix::errno::Errno;
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use tokio::io::unix::AsyncFd;
 
-use super::task::ShimTasks;
+use super::lifetime::Lifetime;
 
 /// Watches the working directory (the bundle); see the module docs.
-pub async fn exit_when_abandoned(tasks: Arc<ShimTasks>, exit: Arc<ExitSignal>, socket: String) {
+pub async fn exit_when_abandoned(lifetime: Arc<Lifetime>) {
     let bundle = match std::env::current_dir() {
         Ok(dir) => dir,
         Err(e) => {
@@ -41,19 +40,14 @@ pub async fn exit_when_abandoned(tasks: Arc<ShimTasks>, exit: Arc<ExitSignal>, s
         );
         return;
     }
-    if !tasks.is_empty() {
-        info!(
-            "bundle {} removed, tasks remain: serving on",
+    if lifetime.bundle_removed() {
+        warn!(
+            "bundle {} removed before containerd used this shim: exiting",
             bundle.display()
         );
-        return;
+    } else {
+        info!("bundle {} removed: serving on", bundle.display());
     }
-    warn!(
-        "bundle {} removed before containerd used this shim: exiting",
-        bundle.display()
-    );
-    super::remove_socket(&socket);
-    exit.signal();
 }
 
 /// The inotify instance as the raw fd tokio's reactor polls.

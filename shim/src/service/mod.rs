@@ -2,12 +2,13 @@
 //! events and metrics in containerd's protobuf shapes.
 //!
 //! Process model: one shim per pod (containers are grouped by the
-//! `io.kubernetes.cri.sandbox-id` annotation), one per container otherwise. The shim exits on
-//! Shutdown once its last task is deleted, or when containerd removes its bundle while it
-//! holds no task (`abandoned`).
+//! `io.kubernetes.cri.sandbox-id` annotation), one per opt-in group (the
+//! `io.containerd.wasmpod.group` annotation), one per container otherwise. When it exits is
+//! `lifetime`'s to decide.
 
 mod abandoned;
 mod events;
+mod lifetime;
 mod logger;
 mod metrics;
 mod task;
@@ -32,6 +33,14 @@ use crate::task::Tasks;
 /// Annotation the CRI sets on every container of a pod, naming the pod sandbox.
 pub const SANDBOX_ID_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
 
+/// Annotation naming an opt-in group: the containers of a namespace that carry the same
+/// value share one shim (`ctr run --annotation`, `docker run --annotation`). A pod's
+/// containers are grouped by their pod, whatever they carry.
+pub const GROUP_ANNOTATION: &str = "io.containerd.wasmpod.group";
+
+/// The serving shim's environment variable that makes it a group's.
+const GROUP_ENV: &str = "WASMPOD_SHIM_GROUP";
+
 /// The shim process.
 pub struct Service {
     exit: Arc<ExitSignal>,
@@ -46,19 +55,65 @@ pub struct Service {
     bundle: String,
 }
 
-/// The shim a container joins: its pod's, or its own.
-pub fn grouping(bundle: &Path, id: &str) -> String {
-    crate::isolation::load_spec(bundle)
-        .ok()
-        .and_then(|spec| {
-            spec.annotations()
-                .as_ref()?
-                .get(SANDBOX_ID_ANNOTATION)
-                .cloned()
-        })
-        .filter(|sandbox| !sandbox.is_empty())
-        .unwrap_or_else(|| id.to_string())
+/// The shim a container joins.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Grouping {
+    /// Its own, named by the container id.
+    Own(String),
+    /// Its pod's, named by the sandbox id.
+    Pod(String),
+    /// Its opt-in group's, named by the group.
+    Group(String),
 }
+
+impl Grouping {
+    /// The name the shim's socket address is made of.
+    pub fn name(&self) -> &str {
+        match self {
+            Grouping::Own(n) | Grouping::Pod(n) | Grouping::Group(n) => n,
+        }
+    }
+}
+
+/// The shim container `id` of `bundle` joins, by its annotations.
+pub fn grouping(bundle: &Path, id: &str) -> Grouping {
+    let spec = crate::isolation::load_spec(bundle).ok();
+    let annotation = |key: &str| {
+        spec.as_ref()
+            .and_then(|s| s.annotations().as_ref()?.get(key).cloned())
+            .filter(|v| !v.is_empty())
+    };
+    if let Some(sandbox) = annotation(SANDBOX_ID_ANNOTATION) {
+        Grouping::Pod(sandbox)
+    } else if let Some(group) = annotation(GROUP_ANNOTATION) {
+        // Its own name space: a group named like a container id must not take its socket.
+        Grouping::Group(format!("group:{group}"))
+    } else {
+        Grouping::Own(id.to_string())
+    }
+}
+
+/// Reserves the group shim at `address` for container `id` (see `lifetime`).
+///
+/// # Errors
+/// No shim serves there, or it is leaving.
+async fn reserve(address: &str, id: &str) -> std::result::Result<(), String> {
+    use containerd_shim::protos::shim_async::{Client, TaskClient};
+    let client = Client::connect(address).await.map_err(|e| e.to_string())?;
+    let req = containerd_shim::api::ConnectRequest {
+        id: id.to_string(),
+        ..Default::default()
+    };
+    let ctx = containerd_shim::protos::ttrpc::context::with_timeout(RESERVE_TIMEOUT_NS);
+    TaskClient::new(client)
+        .connect(ctx, &req)
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+/// Deadline of a reservation call: a live shim answers in well under a millisecond.
+const RESERVE_TIMEOUT_NS: i64 = 2_000_000_000;
 
 #[async_trait]
 impl Shim for Service {
@@ -80,8 +135,26 @@ impl Shim for Service {
 
     async fn start_shim(&mut self, opts: StartOpts) -> containerd_shim::Result<String> {
         // containerd runs `start` in the bundle directory.
-        let group = grouping(Path::new("."), &opts.id);
-        let address = spawn(opts, &group, Vec::new()).await?;
+        let grouping = grouping(Path::new("."), &opts.id);
+        let id = opts.id.clone();
+        let address = match &grouping {
+            Grouping::Group(name) => {
+                let address = containerd_shim::socket_address(&opts.address, &opts.namespace, name);
+                // The group's shim is there: no process to start. Otherwise (none, or leaving),
+                // a new one, reserved as well (another `start` may have made it meanwhile).
+                match reserve(&address, &id).await {
+                    Ok(()) => address,
+                    Err(_) => {
+                        let address = spawn(opts, name, vec![(GROUP_ENV, "1")]).await?;
+                        if let Err(e) = reserve(&address, &id).await {
+                            warn!("{id}: cannot reserve the group shim at {address}: {e}");
+                        }
+                        address
+                    }
+                }
+            }
+            _ => spawn(opts, grouping.name(), Vec::new()).await?,
+        };
         // The serving shim removes the socket named here when it exits, and `delete` does when
         // it did not; without the file the socket would outlive the shim.
         if let Err(e) = std::fs::write(ADDRESS_FILE, &address) {
@@ -140,12 +213,17 @@ impl Shim for Service {
         tokio::spawn(forward_exits(tasks.clone()));
         crate::isolation::remember_mount_points();
         crate::stages::log_bootstrap(&self.id);
-        tokio::spawn(abandoned::exit_when_abandoned(
-            tasks.clone(),
+        let group = std::env::var_os(GROUP_ENV).is_some();
+        let held = tasks.clone();
+        let lifetime = Arc::new(lifetime::Lifetime::new(
             self.exit.clone(),
             self.socket.clone(),
+            group.then(lifetime::group_linger),
+            move || !held.is_empty(),
         ));
-        TaskService::new(tasks, self.exit.clone(), self.socket.clone())
+        lifetime.leave_on_sigterm();
+        tokio::spawn(abandoned::exit_when_abandoned(lifetime.clone()));
+        TaskService::new(tasks, lifetime)
     }
 }
 
@@ -221,6 +299,31 @@ mod tests {
     use std::os::unix::net::UnixListener;
 
     use super::*;
+
+    fn bundle_with(annotations: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = format!(r#"{{"ociVersion":"1.1.0","annotations":{{{annotations}}}}}"#);
+        std::fs::write(dir.path().join("config.json"), spec).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_container_joins_its_pod_its_group_or_its_own_shim() {
+        let own = bundle_with("");
+        assert_eq!(grouping(own.path(), "c1"), Grouping::Own("c1".into()));
+        let group = bundle_with(r#""io.containerd.wasmpod.group":"web""#);
+        let g = grouping(group.path(), "c1");
+        assert_eq!(g, Grouping::Group("group:web".into()));
+        assert_eq!(g.name(), "group:web");
+        let pod = bundle_with(
+            r#""io.containerd.wasmpod.group":"web","io.kubernetes.cri.sandbox-id":"pod1""#,
+        );
+        assert_eq!(grouping(pod.path(), "c1"), Grouping::Pod("pod1".into()));
+        let empty = bundle_with(r#""io.containerd.wasmpod.group":"""#);
+        assert_eq!(grouping(empty.path(), "c1"), Grouping::Own("c1".into()));
+        let missing = tempfile::tempdir().unwrap();
+        assert_eq!(grouping(missing.path(), "c1"), Grouping::Own("c1".into()));
+    }
 
     #[test]
     fn socket_path_strips_the_scheme() {

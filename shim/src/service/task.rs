@@ -13,11 +13,11 @@ use containerd_shim::api::{
     UpdateTaskRequest, WaitRequest, WaitResponse,
 };
 use containerd_shim::protos::api::{CheckpointTaskRequest, ProcessInfo};
-use containerd_shim::{ExitSignal, Task, TtrpcContext, TtrpcResult};
-use log::info;
+use containerd_shim::{Task, TtrpcContext, TtrpcResult};
 use oci_spec::runtime::LinuxResources;
 
 use super::events::{timestamp, Publisher};
+use super::lifetime::Lifetime;
 use super::metrics;
 use crate::error::{Error, Result};
 use crate::instance::ContainerFactory;
@@ -30,20 +30,14 @@ pub type ShimTasks = Tasks<ContainerFactory, Publisher>;
 #[derive(Clone)]
 pub struct TaskService {
     tasks: Arc<ShimTasks>,
-    exit: Arc<ExitSignal>,
-    /// The address this shim serves on (`unix:///run/containerd/s/...`).
-    socket: String,
+    /// When the shim exits: told of reservations, Creates and Shutdowns.
+    lifetime: Arc<Lifetime>,
 }
 
 impl TaskService {
-    /// Serves `tasks` on `socket`; Shutdown with no task left removes the socket and fires
-    /// `exit`.
-    pub fn new(tasks: Arc<ShimTasks>, exit: Arc<ExitSignal>, socket: String) -> Self {
-        Self {
-            tasks,
-            exit,
-            socket,
-        }
+    /// Serves `tasks`, exiting as `lifetime` decides.
+    pub fn new(tasks: Arc<ShimTasks>, lifetime: Arc<Lifetime>) -> Self {
+        Self { tasks, lifetime }
     }
 }
 
@@ -131,7 +125,12 @@ impl Task for TaskService {
         _: &TtrpcContext,
         req: CreateTaskRequest,
     ) -> TtrpcResult<CreateTaskResponse> {
-        let pid = self.tasks.create(create_request(&req)?).await?;
+        let created = match create_request(&req) {
+            Ok(r) => self.tasks.create(r).await,
+            Err(e) => Err(e),
+        };
+        self.lifetime.created(&req.id);
+        let pid = created?;
         Ok(CreateTaskResponse {
             pid,
             ..Default::default()
@@ -268,7 +267,14 @@ impl Task for TaskService {
     }
 
     async fn connect(&self, _: &TtrpcContext, req: ConnectRequest) -> TtrpcResult<ConnectResponse> {
-        let task_pid = self.tasks.state(&req.id).map(|s| s.pid).unwrap_or_default();
+        let task_pid = match self.tasks.state(&req.id) {
+            Ok(s) => s.pid,
+            // A group's next container (see `lifetime`).
+            Err(_) if !self.lifetime.reserve(&req.id) => {
+                return Err(Error::Unavailable("the group shim is shutting down".into()).into())
+            }
+            Err(_) => 0,
+        };
         Ok(ConnectResponse {
             shim_pid: std::process::id(),
             task_pid,
@@ -278,14 +284,7 @@ impl Task for TaskService {
     }
 
     async fn shutdown(&self, _: &TtrpcContext, _: ShutdownRequest) -> TtrpcResult<Empty> {
-        if self.tasks.is_empty() {
-            info!("no task left: shutting down");
-            // Now, before the reply: containerd removes the bundle once Shutdown returns, and
-            // with it the `address` file containerd-shim reads at exit to find the socket,
-            // which then outlived the shim (2 in 1,000 churn cycles on containerd 1.7).
-            super::remove_socket(&self.socket);
-            self.exit.signal();
-        }
+        self.lifetime.idle();
         Ok(Empty::new())
     }
 }

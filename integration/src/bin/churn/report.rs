@@ -120,7 +120,7 @@ pub fn unexpected_sample(records: &[Record], n: usize) -> String {
 /// others.
 pub fn summary(all: &[Figures]) -> String {
     let mut s = format!(
-        "   {:<15} {:<27} {:>6} {:>6} {:>6} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7}\n",
+        "   {:<20} {:<27} {:>6} {:>6} {:>6} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7}\n",
         "lane",
         "runtime",
         "cycles",
@@ -136,7 +136,7 @@ pub fn summary(all: &[Figures]) -> String {
     );
     for f in all {
         s.push_str(&format!(
-            "   {:<15} {:<27} {:>6} {:>6} {:>7} {:>5} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>7}\n",
+            "   {:<20} {:<27} {:>6} {:>6} {:>7} {:>5} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>7}\n",
             f.lane,
             f.runtime,
             f.cycles,

@@ -28,6 +28,7 @@ use anyhow::{anyhow, bail, Result};
 use containerd_client::tonic::Code;
 use prost_types::Any;
 use serde_json::{json, Value};
+use wasmpod_integration::paths::GROUP_ANNOTATION;
 
 use crate::api::{Api, CallError, ImageInfo};
 
@@ -202,6 +203,9 @@ pub struct Lane {
     pub mix: Mix,
     /// How many.
     pub cycles: usize,
+    /// The wasmpod group every container of the lane joins (the `io.containerd.wasmpod.group`
+    /// annotation): one shim serves them all.
+    pub group: Option<String>,
 }
 
 /// How one cycle ended.
@@ -341,6 +345,14 @@ impl Ctx {
         }
     }
 
+    /// The name container `id`'s shim socket is made of: its group's, or its own.
+    fn shim_key(&self, id: &str) -> String {
+        match &self.lane.group {
+            Some(group) => format!("group:{group}"),
+            None => id.to_string(),
+        }
+    }
+
     /// The spec of container `id` running `argv` with the image's env and cwd.
     fn spec(&self, id: &str, image: &ImageInfo, argv: &[String]) -> Value {
         let mut spec = self.template.clone();
@@ -349,6 +361,9 @@ impl Ctx {
         spec["process"]["cwd"] = json!(image.cwd);
         spec["process"]["terminal"] = json!(false);
         spec["linux"]["cgroupsPath"] = json!(format!("/{}/{id}", self.namespace));
+        if let Some(group) = &self.lane.group {
+            spec["annotations"][GROUP_ANNOTATION] = json!(group);
+        }
         spec
     }
 
@@ -400,6 +415,7 @@ impl Ctx {
         let (image, argv) = self.image_and_argv(kind);
         let spec = self.spec(id, image, &argv);
         self.remember(id);
+        self.remember(&self.shim_key(id));
         let api = &self.api;
         api.create_container(
             id,
@@ -424,7 +440,7 @@ impl Ctx {
         if !self
             .socket_checked
             .load(std::sync::atomic::Ordering::Relaxed)
-            && (self.check_socket)(id)
+            && (self.check_socket)(&self.shim_key(id))
         {
             self.socket_checked
                 .store(true, std::sync::atomic::Ordering::Relaxed);

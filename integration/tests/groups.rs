@@ -1,0 +1,162 @@
+//! Opt-in groups (`--annotation io.containerd.wasmpod.group=NAME`): the containers of a group
+//! share one shim, which stays for its linger after the last one and then leaves, socket
+//! included; a container that starts while the shim leaves gets a new shim, never an error.
+
+use std::path::Path;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use wasmpod_integration::paths::GROUP_ANNOTATION;
+use wasmpod_integration::{images, with_containerd_env, Containerd};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+/// The linger these tests give group shims (`WASMPOD_GROUP_LINGER_MS`).
+const LINGER_MS: u64 = 1500;
+
+fn group_flag(group: &str) -> String {
+    format!("{GROUP_ANNOTATION}={group}")
+}
+
+/// The socket file of a `unix://` shim address.
+fn socket_file(address: &str) -> &Path {
+    Path::new(address.strip_prefix("unix://").unwrap_or(address))
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Polls until `pid` is gone, up to `timeout`; returns how long it took.
+fn gone_within(pid: u32, timeout: Duration) -> Result<Duration> {
+    let start = Instant::now();
+    while alive(pid) {
+        ensure!(
+            start.elapsed() < timeout,
+            "shim {pid} still there after {timeout:?}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    Ok(start.elapsed())
+}
+
+/// Kills task `id` and deletes it and its container.
+fn remove(ctd: &Containerd, id: &str) -> Result<()> {
+    ctd.task_kill(id, "SIGKILL")?.success()?;
+    ctd.wait_for_exit(id, WAIT)?;
+    Ok(())
+}
+
+#[test]
+fn a_group_shares_one_shim_which_lingers_then_leaves_with_its_socket() -> Result<()> {
+    wasmpod_integration::require_shim()?;
+    let linger = LINGER_MS.to_string();
+    with_containerd_env(&[("WASMPOD_GROUP_LINGER_MS", &linger)], |ctd| {
+        let img = images().wasm("sleeper")?;
+        ctd.import(&img)?;
+        let run = |group: Option<&str>| -> Result<String> {
+            let mut r = ctd.run(&img).args(["100000"]);
+            if let Some(g) = group {
+                r = r.flag("--annotation").flag(group_flag(g));
+            }
+            let task = r.detach()?;
+            task.wait_for_status("RUNNING", WAIT)?;
+            Ok(task.release())
+        };
+        let (a, b, own) = (run(Some("g1"))?, run(Some("g1"))?, run(None)?);
+        let other = run(Some("g2"))?;
+
+        let shim = ctd.shim_pid(&a)?;
+        ensure!(ctd.shim_pid(&b)? == shim, "a and b of g1 share a shim");
+        ensure!(
+            ctd.shim_pid(&own)? != shim,
+            "a container without a group has its own"
+        );
+        ensure!(ctd.shim_pid(&other)? != shim, "g2 has a shim of its own");
+        let address = ctd.shim_address(&a)?;
+        ensure!(ctd.shim_address(&b)? == address, "one socket for g1");
+
+        // The group outlives the container whose bundle its shim runs in.
+        remove(ctd, &a)?;
+        ensure!(
+            ctd.task_status(&b)?.as_deref() == Some("RUNNING"),
+            "b runs on"
+        );
+        let out = ctd.ctr(["task", "exec", "--exec-id", "e1", &b, "/app.wasm", "0"])?;
+        ensure!(out.status.success(), "exec in b after a left: {out}");
+
+        // The last one goes: the shim stays for its linger, and takes the next container.
+        remove(ctd, &b)?;
+        thread::sleep(Duration::from_millis(300));
+        ensure!(
+            alive(shim),
+            "the group shim lingers after its last container"
+        );
+        let c = run(Some("g1"))?;
+        ensure!(
+            ctd.shim_pid(&c)? == shim,
+            "a container within the linger reuses the shim"
+        );
+        remove(ctd, &c)?;
+
+        let took = gone_within(shim, Duration::from_millis(LINGER_MS) + WAIT)?;
+        ensure!(
+            took >= Duration::from_millis(LINGER_MS / 2),
+            "the shim left after {took:?}, before its linger of {LINGER_MS} ms"
+        );
+        ensure!(
+            !socket_file(&address).exists(),
+            "the group shim left its socket {address}"
+        );
+        remove(ctd, &own)?;
+        remove(ctd, &other)?;
+        ctd.assert_clean()
+    })
+}
+
+#[test]
+fn containers_starting_while_their_group_shim_leaves_all_run() -> Result<()> {
+    wasmpod_integration::require_shim()?;
+    // No linger: the shim leaves at every moment it is idle, as the next containers start.
+    with_containerd_env(&[("WASMPOD_GROUP_LINGER_MS", "0")], |ctd| {
+        let img = images().wasm("hello")?;
+        ctd.import(&img)?;
+        let failures: Vec<String> = thread::scope(|s| {
+            let workers: Vec<_> = (0..3)
+                .map(|w| {
+                    let img = img.clone();
+                    s.spawn(move || {
+                        let mut failed = Vec::new();
+                        for i in 0..20 {
+                            let out = ctd
+                                .run(&img)
+                                .id(format!("race-{w}-{i}"))
+                                .flag("--annotation")
+                                .flag(group_flag("race"))
+                                .exec();
+                            match out {
+                                Ok(o) if o.status.success() && o.stdout.contains("hello") => {}
+                                Ok(o) => failed.push(format!("race-{w}-{i}: {o}")),
+                                Err(e) => failed.push(format!("race-{w}-{i}: {e:#}")),
+                            }
+                        }
+                        failed
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap_or_else(|_| vec!["worker panicked".into()]))
+                .collect()
+        });
+        ensure!(failures.is_empty(), "runs failed:\n{}", failures.join("\n"));
+        let leaves = ctd.log_lines_with("shutting down").len();
+        ensure!(
+            leaves >= 2,
+            "the group shim left {leaves} times in 60 runs: the race was not exercised"
+        );
+        eprintln!("60 grouped runs, 3 at a time: the group shim left {leaves} times");
+        ctd.assert_clean().context("after the race")
+    })
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# `make bench-many`: MANY idle wasm containers at once on a private containerd (scripts/lib/
+# many.sh): start rate, RUNNING by State, PSS each with every process counted, SIGTERM to each
+# and the time until every one exited with 143.
+# Environment: MANY (default 10000), GROUP_SIZE (containers per opt-in group, default 100; 0:
+# a shim each), CONTAINERD binary (default /usr/bin/containerd).
+set -euo pipefail
+source "$(dirname "$0")/lib/containerd.sh"
+source "$(dirname "$0")/lib/timing.sh"
+source "$(dirname "$0")/lib/many.sh"
+
+MANY=${MANY:-10000}
+GROUP_SIZE=${GROUP_SIZE:-100}
+# Each container is a process with a thread of the engine's, each shim a process with a few
+# threads: the node's pid space must hold them all, with room for everything else.
+need=$((MANY * (GROUP_SIZE > 0 ? 3 : 7) + 2000))
+if (($(cat /proc/sys/kernel/pid_max) < need)); then
+  echo "bench-many: kernel.pid_max $(cat /proc/sys/kernel/pid_max) is below the $need pids $MANY containers need" >&2
+  exit 1
+fi
+containerd_start "${CONTAINERD:-/usr/bin/containerd}"
+image_import sleeper:bench "$WASMPOD_ROOT/test-images/out/sleeper.wasm"
+echo "== $MANY idle wasm containers at once, containerd $(ctd version | awk '/Server/{s=1} s && /Version/{print $2; exit}')"
+many_idle "$MANY" "$GROUP_SIZE"
