@@ -30,7 +30,9 @@ containerds=${CG2_CONTAINERDS:-"containerd-1.7=$repo/.work/trixie/bin/containerd
 # pod's stop (the shim reads cgroup.procs); execs, wasm and native, joining a running
 # container: its cgroup, namespaces (a cgroup namespace of its own on v2), root and mounts;
 # churn with leak accounting, CG2_CHURN_CYCLES (100) cycles of the whole mix, execs of both
-# kinds among them, every container cgroup gone and every count back where it started.
+# kinds among them, every container cgroup gone and every count back where it started;
+# opt-in groups (one shim for many containers, each in its own v2 cgroup) and their shim's
+# leaving as the next container starts.
 default_tests=(
   resources:limits_reach_the_cgroup_and_update_changes_them
   cgroups:pids_limit_reaches_pids_max_and_update_changes_it
@@ -49,6 +51,8 @@ default_tests=(
   exec:execs_run_in_the_containers_root_and_mounts
   exec:wasm_exec_runs_another_program_of_the_image
   churn:churn_ends_every_cycle_as_expected_and_leaks_nothing
+  groups:a_group_shares_one_shim_which_lingers_then_leaves_with_its_socket
+  groups:containers_starting_while_their_group_shim_leaves_all_run
 )
 read -ra tests <<<"${CG2_TESTS:-${default_tests[*]}}"
 
