@@ -83,6 +83,12 @@ impl Executor for WorkloadExecutor {
                 let mut keep = guest.keep_fds();
                 keep.extend(self.log_fd);
                 make_clean_init(keep);
+                // The freed heap of the setup (the shim's, inherited, and libcontainer's, whose
+                // mountinfo parses grow with every mount on the node) would stay resident for
+                // the container's life. 1,000 idle containers in groups of 100: 1.73 MB PSS each
+                // without this, 1.09 MB with it (the 1,000th: 2.73 MB, 1.31 MB).
+                // SAFETY: plain libc call on this single-threaded process.
+                unsafe { libc::malloc_trim(0) };
                 let args = spec.process().as_ref().and_then(|p| p.args().as_ref());
                 title::set(args.map_or(&[], Vec::as_slice), self.title);
                 let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| guest.run()))
