@@ -7,7 +7,7 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use anyhow::{ensure, Result};
-use wasmpod_integration::{images, with_containerd, Output};
+use wasmpod_integration::{images, with_containerd, with_containerd_env, Output};
 
 /// Lines of /proc/self/status compared between runtimes.
 const STATUS_FIELDS: &[&str] = &["CapEff", "CapBnd", "NoNewPrivs", "Seccomp"];
@@ -173,6 +173,66 @@ fn non_root_wasm_guest_respects_mount_permissions() -> Result<()> {
              created: {landed}); native busybox is refused there: {out}",
             out.code()
         );
+        Ok(())
+    })
+}
+
+/// A seccomp profile is compiled once per node and kept in the compile cache's `seccomp/`
+/// directory; the next container with that profile loads the kept filter, and it confines
+/// as the freshly compiled one did, and as runc's does: `mkdir` denied with EPERM.
+#[test]
+fn a_kept_seccomp_filter_confines_like_a_compiled_one() -> Result<()> {
+    let cache = tempfile::tempdir()?;
+    let cache_env = cache.path().display().to_string();
+    with_containerd_env(&[("WASMPOD_CACHE_DIR", &cache_env)], |ctd| {
+        let bb = images().busybox()?;
+        ctd.import(&bb)?;
+        let profile = ctd.dir().join("no-mkdir.json");
+        fs::write(
+            &profile,
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO"}]}"#,
+        )?;
+        let script = "mkdir /tmp/d && echo made || echo denied; grep Seccomp: /proc/self/status";
+        let run = |runc: bool| -> Result<String> {
+            let mut run = ctd
+                .run(&bb)
+                .args(["-c", script])
+                .flag("--seccomp")
+                .flag(format!("--seccomp-profile={}", profile.display()));
+            if runc {
+                run = run.runc();
+            }
+            let out = run.exec()?;
+            out.success()?;
+            Ok(out.stdout)
+        };
+        let kept = || -> Vec<String> {
+            fs::read_dir(cache.path().join("seccomp"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        };
+        let first = run(false)?;
+        let files = kept();
+        ensure!(
+            files.len() == 1 && files[0].ends_with(".bpf"),
+            "one kept filter after the first container: {files:?}"
+        );
+        let second = run(false)?;
+        let under_runc = run(true)?;
+        for (who, out) in [
+            ("first", &first),
+            ("second", &second),
+            ("runc", &under_runc),
+        ] {
+            ensure!(
+                out.contains("denied") && out.contains("Seccomp:\t2"),
+                "{who}: {out:?}"
+            );
+        }
+        ensure!(kept() == files, "still one filter: {:?}", kept());
         Ok(())
     })
 }

@@ -163,6 +163,13 @@ impl Loader {
     }
 }
 
+impl Loader {
+    /// Where compiled seccomp filters are kept: in the compile cache's directory.
+    pub fn seccomp_dir(&self) -> PathBuf {
+        crate::isolation::seccomp_filters::dir_in(&engine_config_from_env().cache_dir)
+    }
+}
+
 /// The engine settings the shim's environment asks for; the compile helper reads the same
 /// environment (it inherits the shim's), so both compile for the same cache files.
 fn engine_config_from_env() -> EngineConfig {

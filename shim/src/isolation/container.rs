@@ -33,6 +33,8 @@ pub struct ContainerConfig {
     pub io: ProcessIo,
     /// The shim log's fd, which the init process keeps.
     pub log_fd: Option<RawFd>,
+    /// Where compiled seccomp filters are kept (`seccomp_filters`); None: the init compiles.
+    pub seccomp_dir: Option<PathBuf>,
 }
 
 /// A container in the Created state or later.
@@ -60,8 +62,12 @@ impl LinuxContainer {
             workload,
             io,
             log_fd,
+            seccomp_dir,
         } = config;
         let owns_pid_namespace = owns_pid_namespace(&spec);
+        if let Some(dir) = &seccomp_dir {
+            super::seccomp_filters::offer(&spec, dir);
+        }
         let prepared = bundle::prepare(&bundle, &id, spec, io.is_terminal())?;
         let executor = WorkloadExecutor::new(workload, log_fd);
         let build_id = id.clone();

@@ -16,6 +16,7 @@ mod container;
 mod executor;
 mod process_io;
 pub mod rootfs;
+pub mod seccomp_filters;
 mod title;
 
 pub use bundle::load_spec;
