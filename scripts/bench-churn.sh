@@ -7,6 +7,7 @@
 #   wasmpod-mix    the mix: wasm modules, components, native busybox, execs into running
 #                  tasks, creates that must fail (bad wasm, missing entrypoint)
 #   wasmpod-hello  hello.wasm on wasmpod
+#   wasmpod-group-hello  the same, every container in one opt-in group (one shim serves them)
 #   runc-echo      busybox `echo hello` on runc, the same driver
 #   runwasi-hello  hello.wasm on runwasi's wasmtime shim (io.containerd.wasmtime.v1,
 #                  ../shared/tools/containerd-shim-wasmtime-v1.xz), the same driver
@@ -58,7 +59,7 @@ for c in "${containerds[@]}"; do
   log=$(mktemp)
   # (pipefail: the pipeline's status is churn's.)
   if nice -n 5 "$churn" --containerd "$c" --cycles "$cycles" --runwasi "$runwasi" \
-    --lane wasmpod-mix --lane wasmpod-hello \
+    --lane wasmpod-mix --lane wasmpod-hello --lane wasmpod-group-hello \
     --lane "runc-echo:$peer_cycles" --lane "runwasi-hello:$peer_cycles" 2>&1 | tee "$log"; then
     rc=0
   else
@@ -81,18 +82,18 @@ awk '
     for (i = 1; i <= n; i++) if (index(kv[i], key "=") == 1) return substr(kv[i], length(key) + 2)
     return ""
   }
-  BEGIN { printf "   %-15s %-15s %7s %6s %6s %8s %8s %8s\n", "containerd", "lane", "cycles", "unexp", "leaks", "tasks/s", "p50", "p99" }
+  BEGIN { printf "   %-15s %-20s %7s %6s %6s %8s %8s %8s\n", "containerd", "lane", "cycles", "unexp", "leaks", "tasks/s", "p50", "p99" }
   {
     c = f($0, "containerd"); l = f($0, "lane")
     tps[c, l] = f($0, "tasks_per_s"); p50[c, l] = f($0, "p50_ms"); p99[c, l] = f($0, "p99_ms")
     if (!(c in seen)) { seen[c] = 1; order[++nc] = c }
-    printf "   %-15s %-15s %7s %6s %6s %8s %8s %8s\n", c, l, f($0, "cycles"), f($0, "unexpected"), f($0, "leaks"), tps[c, l], p50[c, l], p99[c, l]
+    printf "   %-15s %-20s %7s %6s %6s %8s %8s %8s\n", c, l, f($0, "cycles"), f($0, "unexpected"), f($0, "leaks"), tps[c, l], p50[c, l], p99[c, l]
   }
   END {
     for (i = 1; i <= nc; i++) {
       c = order[i]
-      for (w = 1; w <= 2; w++) {
-        wl = (w == 1) ? "wasmpod-hello" : "wasmpod-mix"
+      for (w = 1; w <= 3; w++) {
+        wl = (w == 1) ? "wasmpod-hello" : (w == 2) ? "wasmpod-group-hello" : "wasmpod-mix"
         if (!((c, wl) in tps)) continue
         for (p = 1; p <= 2; p++) {
           pl = (p == 1) ? "runc-echo" : "runwasi-hello"
@@ -101,9 +102,12 @@ awk '
             tps[c, wl] / tps[c, pl], p50[c, wl] / p50[c, pl], p99[c, wl] / p99[c, pl]
         }
       }
-      if (((c, "wasmpod-hello") in tps) && ((c, "runwasi-hello") in tps) && tps[c, "runwasi-hello"] > 0) {
-        r = tps[c, "wasmpod-hello"] / tps[c, "runwasi-hello"]
-        printf "   containerd %s: goal of at least 3x runwasi tasks/s (hello): %.2fx, %s\n", c, r, (r >= 3 ? "met" : "NOT met")
+      for (w = 1; w <= 2; w++) {
+        wl = (w == 1) ? "wasmpod-hello" : "wasmpod-group-hello"
+        if (((c, wl) in tps) && ((c, "runwasi-hello") in tps) && tps[c, "runwasi-hello"] > 0) {
+          r = tps[c, wl] / tps[c, "runwasi-hello"]
+          printf "   containerd %s: goal of at least 3x runwasi tasks/s (%s): %.2fx, %s\n", c, wl, r, (r >= 3 ? "met" : "NOT met")
+        }
       }
     }
   }' "$results"

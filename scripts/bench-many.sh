@@ -18,6 +18,13 @@ if (($(cat /proc/sys/kernel/pid_max) < need)); then
   echo "bench-many: kernel.pid_max $(cat /proc/sys/kernel/pid_max) is below the $need pids $MANY containers need" >&2
   exit 1
 fi
+# Each idle container costs the node about 2.6-2.9 MB with the kernel's objects (namespaces,
+# cgroups, mounts, page tables) and containerd's share: refuse what would not fit.
+avail_mb=$(awk '/^MemAvailable:/{print int($2 / 1024)}' /proc/meminfo)
+if ((MANY * 3 > avail_mb * 9 / 10)); then
+  echo "bench-many: $MANY containers need about $((MANY * 3)) MB; this node has $avail_mb MB available (MANY=$((avail_mb * 9 / 10 / 3)) would fit)" >&2
+  exit 1
+fi
 containerd_start "${CONTAINERD:-/usr/bin/containerd}"
 image_import sleeper:bench "$WASMPOD_ROOT/test-images/out/sleeper.wasm"
 echo "== $MANY idle wasm containers at once, containerd $(ctd version | awk '/Server/{s=1} s && /Version/{print $2; exit}')"

@@ -362,3 +362,41 @@ fn raw_wasm_layers_and_the_artifact_run_from_docker_28_on() -> Result<()> {
         Ok(())
     })
 }
+
+/// `docker run --annotation io.containerd.wasmpod.group=NAME`: the group's containers share
+/// one shim, a container without the annotation has its own; the group's shim leaves after
+/// its last container (once its linger is over).
+#[test]
+fn containers_of_an_annotated_group_share_one_shim() -> Result<()> {
+    with_docker(|d| {
+        let sleeper = d.load(images().wasm("sleeper")?)?;
+        let group: Vec<&str> = WASM
+            .iter()
+            .copied()
+            .chain(["--annotation", "io.containerd.wasmpod.group=web"])
+            .collect();
+        let a = d.run_detached(&group, &sleeper, &[])?;
+        let b = d.run_detached(&group, &sleeper, &[])?;
+        let own = d.run_detached(WASM, &sleeper, &[])?;
+        for id in [&a, &b, &own] {
+            d.wait_for_log(id, "tick 1\n", Duration::from_secs(15))?;
+        }
+        let shims = d.shims(SHIM_BINARY);
+        ensure!(
+            shims.len() == 2,
+            "one shim for the group and one of its own: {shims:?}"
+        );
+        d.docker(["rm", "-f", &a, &b, &own])?.success()?;
+        // The group's linger is 5 s by default.
+        let start = Instant::now();
+        while !d.shims(SHIM_BINARY).is_empty() {
+            ensure!(
+                start.elapsed() < Duration::from_secs(20),
+                "shims left: {:?}",
+                d.shims(SHIM_BINARY)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
+    })
+}

@@ -5,7 +5,8 @@
 # many_idle N GROUP_SIZE: starts N idle sleepers, 8 at a time: each with its own shim when
 # GROUP_SIZE is 0, else in opt-in groups of GROUP_SIZE (one shim each, the
 # io.containerd.wasmpod.group annotation). Prints the start rate, how many are RUNNING by
-# State, PSS per container with every process counted (shims included), then SIGTERMs each,
+# State, PSS per container with every process counted (shims included) and what the node's
+# available memory lost per container (the kernel's objects included), then SIGTERMs each,
 # counts /tasks/exit events with 143 and the time until the last, and removes them all.
 
 # PSS (kB) and count of every process of the containers named PREFIX*: their shims and their
@@ -37,6 +38,8 @@ many_idle() {
   seq "$n" | awk -v p="$prefix" -v s="$size" \
     '{ if (s > 0) printf "%s%d --annotation io.containerd.wasmpod.group=%s-%d\n", p, $1, p, int(($1 - 1) / s); else printf "%s%d\n", p, $1 }' \
     >"$CTD_DIR/many.ids"
+  local avail0 avail1
+  avail0=$(awk '/^MemAvailable:/{print $2}' /proc/meminfo)
   t0=$(now_ms)
   xargs -P 8 -L1 bash -c "CTD_SOCK='$CTD_SOCK'; id=\$0; ctd run -d \"\$@\" --runtime io.containerd.wasmpod.v1 docker.io/library/sleeper:bench \"\$id\" /app.wasm 100000 >/dev/null" \
     <"$CTD_DIR/many.ids"
@@ -44,9 +47,12 @@ many_idle() {
   sleep 3
   running=$(ctd task ls | awk -v p="$prefix" 'index($1, p) == 1 && $3 == "RUNNING"' | wc -l)
   r=($(pss_of_all "$prefix"))
+  avail1=$(awk '/^MemAvailable:/{print $2}' /proc/meminfo)
   awk -v n="$n" -v ms="$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b - a}')" -v s="${r[0]}" -v p="${r[1]}" -v up="$running" \
     'BEGIN{printf "   started in %.1f s (%.1f/s); %d RUNNING by State; %.2f MB PSS each, %d processes in all\n", ms / 1000, n / (ms / 1000), up, s / n / 1024, p}'
-  echo "$r" | awk -v n="$n" '{printf "%.2f\n", $1 / n / 1024}' >"$CTD_DIR/many-$prefix.pss"
+  # Kernel objects included (namespaces, cgroups, mounts, page tables) and containerd's share.
+  awk -v n="$n" -v a="$avail0" -v b="$avail1" \
+    'BEGIN{printf "   the node'"'"'s available memory fell by %.2f MB per container (kernel and containerd included)\n", (a - b) / n / 1024}'
   ctr -a "$CTD_SOCK" events >"$CTD_DIR/events" &
   events=$!
   sleep 0.5
