@@ -25,6 +25,10 @@ use sha2::{Digest, Sha256};
 /// A file larger than this is not a filter (the kernel takes at most 4096 instructions).
 const MAX_BPF_BYTES: u64 = 4096 * 8;
 
+/// At most this many filters are kept; the oldest go first. Docker orders its default
+/// profile's architectures anew at each daemon start, so each start may add one (8 kB).
+const MAX_KEPT: usize = 64;
+
 /// Offers the compiled filter of `spec`'s seccomp profile, from `dir` or compiled now and
 /// written there. Best effort (see the module docs).
 pub fn offer(spec: &Spec, dir: &Path) {
@@ -126,11 +130,32 @@ fn keep(path: &Path, dir: &Path, flags: u32, bpf: &[u8]) -> std::io::Result<()> 
         f.write_all(bpf)
     });
     match written.and_then(|()| std::fs::rename(&tmp, path)) {
-        Ok(()) => Ok(()),
+        Ok(()) => {
+            evict(dir, MAX_KEPT);
+            Ok(())
+        }
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
             Err(e)
         }
+    }
+}
+
+/// Removes the oldest `.bpf` files of `dir` beyond the newest `keep`.
+fn evict(dir: &Path, keep: usize) {
+    let mut kept: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "bpf"))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    if kept.len() <= keep {
+        return;
+    }
+    kept.sort();
+    for (_, path) in &kept[..kept.len() - keep] {
+        let _ = std::fs::remove_file(path);
     }
 }
 
@@ -176,6 +201,27 @@ mod tests {
         let b = serde_json::to_vec(&other).unwrap();
         assert_eq!(key(&a), key(&a));
         assert_ne!(key(&a), key(&b));
+    }
+
+    #[test]
+    fn only_the_newest_filters_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = std::time::SystemTime::now() - std::time::Duration::from_secs(100);
+        for i in 0..5u64 {
+            let path = dir.path().join(format!("{i}.bpf"));
+            std::fs::write(&path, b"x").unwrap();
+            let f = File::options().write(true).open(&path).unwrap();
+            f.set_modified(t0 + std::time::Duration::from_secs(i))
+                .unwrap();
+        }
+        std::fs::write(dir.path().join("other.cwasm"), b"x").unwrap();
+        evict(dir.path(), 3);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["2.bpf", "3.bpf", "4.bpf", "other.cwasm"]);
     }
 
     #[test]
