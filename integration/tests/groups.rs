@@ -12,8 +12,10 @@ use wasmpod_integration::{images, with_containerd_env, Containerd};
 
 const WAIT: Duration = Duration::from_secs(15);
 
-/// The linger these tests give group shims (`WASMPOD_GROUP_LINGER_MS`).
-const LINGER_MS: u64 = 1500;
+/// The linger the first test gives group shims (`WASMPOD_GROUP_LINGER_MS`): long enough that
+/// the next container starts within it on a slow machine (the cgroup v2 lane's emulated VM
+/// took over 1.5 s between two containers).
+const LINGER_MS: u64 = 10_000;
 
 fn group_flag(group: &str) -> String {
     format!("{GROUP_ANNOTATION}={group}")
