@@ -5,13 +5,15 @@
 //! workload execs as runc would. An in-process [`Guest`] (the wasm engine) runs right here,
 //! without an exec, so the process must first be made clean: it is a fork of the shim.
 
+use std::collections::HashMap;
+use std::ffi::CString;
 use std::os::fd::RawFd;
 use std::sync::Arc;
 
 use caps::CapSet;
 use libcontainer::oci_spec::runtime::Spec;
 use libcontainer::workload::{
-    default::get_executor, Executor, ExecutorError, ExecutorValidationError,
+    default::get_executor, Executor, ExecutorError, ExecutorSetEnvsError, ExecutorValidationError,
 };
 
 use super::title::{self, ArgArea};
@@ -106,6 +108,15 @@ impl Executor for WorkloadExecutor {
         }
     }
 
+    /// libcontainer's default clears and sets the environment with `std::env`, whose lock the
+    /// init inherits from the shim: a shim thread reading the environment at the instant the
+    /// builder forked leaves it held, and the init's first write then waits for ever (1 of
+    /// 1,000 grouped containers hung so, in `remove_var`). libc's own calls take no such lock.
+    fn setup_envs(&self, envs: HashMap<String, String>) -> Result<(), ExecutorSetEnvsError> {
+        reset_environment(&envs);
+        Ok(())
+    }
+
     fn validate(&self, _spec: &Spec) -> Result<(), ExecutorValidationError> {
         match &self.workload {
             // The shim resolved and classified the program before the fork (with the default
@@ -116,6 +127,25 @@ impl Executor for WorkloadExecutor {
     }
 }
 
+/// Replaces the process environment with `envs`, through libc only (see `setup_envs`). A
+/// variable whose name or value holds a NUL byte cannot be set and is left out.
+fn reset_environment(envs: &HashMap<String, String>) {
+    // SAFETY: the init is single-threaded; glibc's environment lock is free in it (no shim
+    // thread calls setenv).
+    unsafe { libc::clearenv() };
+    for (key, value) in envs {
+        set_env_var(key, value);
+    }
+}
+
+fn set_env_var(key: &str, value: &str) {
+    let (Ok(key), Ok(value)) = (CString::new(key), CString::new(value)) else {
+        return;
+    };
+    // SAFETY: valid C strings; single-threaded process.
+    unsafe { libc::setenv(key.as_ptr(), value.as_ptr(), 1) };
+}
+
 /// Closes every inherited fd but stdio and `keep`, and sets the signal dispositions an init
 /// process needs. The process is a fork of the shim: without this it would hold the shim's
 /// ttrpc socket and other containers' fifos (keeping their readers from ever seeing EOF).
@@ -124,7 +154,8 @@ fn make_clean_init(keep: Vec<RawFd>) {
     drop_capabilities_as_execve_would();
     // wasmtime-wasi builds a multi-thread tokio runtime for its blocking calls, one worker per
     // CPU by default; a guest needs one. (The guest's environment is the plan's, not this.)
-    std::env::set_var("TOKIO_WORKER_THREADS", "1");
+    // Through libc: see `setup_envs`.
+    set_env_var("TOKIO_WORKER_THREADS", "1");
     // SAFETY: plain libc calls on this single-threaded process; the handler only calls _exit.
     unsafe {
         for signal in TERMINATING {
@@ -243,4 +274,67 @@ fn is_unnamed_unix_pair(fd: RawFd) -> bool {
 fn close_range(low: u32, high: u32) {
     // SAFETY: close_range only closes descriptors; nothing in this process uses them again.
     unsafe { libc::syscall(libc::SYS_close_range, low, high, 0) };
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// Forks while another thread reads the environment, as the shim's threads do while a
+    /// builder forks, and resets the environment in each child: with `std::env` the child
+    /// could inherit its lock held and hang; through libc it never waits.
+    #[test]
+    fn resetting_the_environment_after_a_fork_never_waits_for_the_parents_lock() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = std::env::var("PATH");
+                }
+            })
+        };
+        let envs = HashMap::from([("A".to_string(), "1".to_string())]);
+        let mut hung = 0;
+        for _ in 0..200 {
+            // SAFETY: the child only calls libc and exits.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                reset_environment(&envs);
+                // SAFETY: getenv of a valid C string in the child.
+                let ok = unsafe { !libc::getenv(c"A".as_ptr()).is_null() };
+                unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+            }
+            assert!(pid > 0, "fork failed");
+            let start = Instant::now();
+            let mut status = 0;
+            loop {
+                // SAFETY: waiting for our own child.
+                let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+                if r == pid {
+                    assert_eq!(libc::WEXITSTATUS(status), 0, "the child did not set A");
+                    break;
+                }
+                if start.elapsed() > Duration::from_secs(5) {
+                    hung += 1;
+                    // SAFETY: killing and reaping our own child.
+                    unsafe {
+                        libc::kill(pid, libc::SIGKILL);
+                        libc::waitpid(pid, &mut status, 0);
+                    }
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if hung > 0 {
+                break;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        reader.join().unwrap();
+        assert_eq!(hung, 0, "children hung resetting the environment");
+    }
 }
