@@ -49,6 +49,11 @@ done
 source "$repo/scripts/lib/runwasi.sh"
 runwasi=$(runwasi_shim) || { echo "bench-churn: runwasi's shim is needed" >&2; exit 1; }
 
+# A group's shim lingers after its last container (5 s by default): a short linger lets it leave
+# before the leak accounting's baseline and final counts, which would otherwise count it (and
+# the next lane would see it go).
+export WASMPOD_GROUP_LINGER_MS=${WASMPOD_GROUP_LINGER_MS:-500}
+
 echo "== churn through containerd's API: $cycles cycles per wasmpod lane, $peer_cycles per peer" \
   "lane, 8 at a time; runwasi $("$runwasi" -v 2>/dev/null | awk '/Version/{print $2}')"
 results=$(mktemp)
