@@ -23,7 +23,7 @@ pub use bundle::load_spec;
 pub use cgroup::{remember_mount_points, CgroupStats, Layout};
 pub use cgroup_path::cgroupfs_path;
 pub use container::{remove_leftovers, signal, ContainerConfig, LinuxContainer};
-pub use executor::{Guest, Workload};
+pub use executor::{reset_environment, Guest, Workload};
 pub use process_io::ProcessIo;
 
 use std::path::PathBuf;
