@@ -32,6 +32,7 @@ pub struct Loader {
     engine: OnceLock<Arc<WasmEngine>>,
     serving: OnceLock<Arc<WasmEngine>>,
     metered: OnceLock<Arc<WasmEngine>>,
+    seccomp_dir: OnceLock<PathBuf>,
 }
 
 impl Loader {
@@ -164,9 +165,12 @@ impl Loader {
 }
 
 impl Loader {
-    /// Where compiled seccomp filters are kept: in the compile cache's directory.
-    pub fn seccomp_dir(&self) -> PathBuf {
-        crate::isolation::seccomp_filters::dir_in(&engine_config_from_env().cache_dir)
+    /// Where compiled seccomp filters are kept: in the compile cache's directory (the
+    /// environment is read once per shim, not on every Create).
+    pub fn seccomp_dir(&self) -> &Path {
+        self.seccomp_dir.get_or_init(|| {
+            crate::isolation::seccomp_filters::dir_in(&engine_config_from_env().cache_dir)
+        })
     }
 }
 

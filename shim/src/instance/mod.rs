@@ -111,7 +111,7 @@ impl InstanceFactory for ContainerFactory {
                     workload,
                     io,
                     log_fd: self.log_fd,
-                    seccomp_dir: Some(self.loader.seccomp_dir()),
+                    seccomp_dir: Some(self.loader.seccomp_dir().to_path_buf()),
                 })?;
                 stages.mark("container (libcontainer: cgroup, clone, namespaces, pivot_root)");
                 match io::attach(&req.id, console, &streams) {

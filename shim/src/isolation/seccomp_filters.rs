@@ -17,7 +17,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use libcontainer::seccomp::{compile, offer_compiled, CompiledFilter};
+use libcontainer::seccomp::{compile, is_offered, offer_compiled, CompiledFilter};
 use log::{debug, warn};
 use oci_spec::runtime::{LinuxSeccomp, Spec};
 use sha2::{Digest, Sha256};
@@ -38,6 +38,10 @@ pub fn offer(spec: &Spec, dir: &Path) {
     let Ok(profile) = serde_json::to_vec(seccomp) else {
         return;
     };
+    // This shim offered it for an earlier container: no key, no file to read.
+    if is_offered(&profile) {
+        return;
+    }
     let path = dir.join(format!("{}.bpf", key(&profile)));
     let filter = match read(&path) {
         Some(kept) => Some((kept, "kept")),

@@ -182,6 +182,11 @@ fn offered() -> &'static [std::sync::Arc<CompiledFilter>] {
     unsafe { &*list }
 }
 
+/// True when a filter for `profile` (a `LinuxSeccomp` as JSON) is offered already.
+pub fn is_offered(profile: &[u8]) -> bool {
+    offered().iter().any(|f| f.profile == profile)
+}
+
 /// Offers `filter` to every later `initialize_seccomp` of this process and its forks. Returns
 /// false when it could not be kept (too many profiles); the init then compiles as before.
 pub fn offer_compiled(filter: CompiledFilter) -> bool {
