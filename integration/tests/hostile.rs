@@ -76,10 +76,14 @@ fn a_shim_killed_mid_create_leaves_nothing_behind() -> Result<()> {
         let img = images().wasm_rootfs("f100k-ops", &[("/app.wasm", &wasm)])?;
         ctd.import(&img)?;
         let run = ctd.run(&img).timeout(Duration::from_secs(120)).spawn()?;
+        // Only this daemon's helper: another test's shim compiles beside this one (a shim
+        // of the 200 MB test was once killed here in its place).
+        let socket = ctd.socket().display().to_string();
         let helper = poll("the compile helper", Duration::from_secs(60), || {
+            let ours: Vec<i32> = procs_mentioning(&socket).iter().map(|p| p.pid).collect();
             Ok(procs_mentioning("compile-cache")
                 .into_iter()
-                .find(|p| p.argv.iter().any(|a| a == "compile-cache")))
+                .find(|p| p.argv.iter().any(|a| a == "compile-cache") && ours.contains(&p.ppid)))
         })?;
         let shim = helper.ppid;
         ensure!(shim > 1, "helper {} has no parent shim", helper.pid);
