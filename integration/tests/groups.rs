@@ -101,6 +101,18 @@ fn a_group_shares_one_shim_which_lingers_then_leaves_with_its_socket() -> Result
             "a container within the linger reuses the shim"
         );
         remove(ctd, &c)?;
+        // The shim's log reaches containerd after the container whose bundle it started in
+        // is gone (containerd reads each bundle's log fifo only while that container lives).
+        for line in [
+            format!("{b}: exec e1 exited with status 0"),
+            format!("{b}: exited with status"),
+            format!("{c}: exited with status"),
+        ] {
+            ensure!(
+                !ctd.log_lines_with(&line).is_empty(),
+                "the group shim's line \"{line}\" is not in containerd's log"
+            );
+        }
 
         let took = gone_within(shim, Duration::from_millis(LINGER_MS) + WAIT)?;
         ensure!(

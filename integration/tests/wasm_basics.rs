@@ -114,6 +114,15 @@ fn printer_sees_args_env_and_cwd() -> Result<()> {
             lines.contains(&"entry marker.txt"),
             "ls of the cwd mount: {out}"
         );
+        // The guest's WASI calls are not log lines at containerd's default level (each was
+        // one, at info, through wasmtime-wasi's tracing spans).
+        let calls = ctd.log_lines_with("fd_write");
+        ensure!(
+            calls.is_empty(),
+            "{} WASI calls logged, first: {}",
+            calls.len(),
+            calls[0]
+        );
         Ok(())
     })
 }

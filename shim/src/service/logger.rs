@@ -8,10 +8,19 @@
 //! `write(2)`. containerd-shim's `FifoLogger` holds a mutex while it writes; a process forked
 //! while another thread held it (every container and exec is made by a fork of the shim)
 //! would wait for it forever at its first log line.
+//!
+//! [`LogFollower`] keeps the log reaching containerd in a shim that serves many containers:
+//! containerd reads a bundle's `log` fifo only while that bundle's container lives, so the log
+//! follows the newest live container's bundle.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
 
 use log::{LevelFilter, Log, Metadata, Record};
 use time::format_description::well_known::Rfc3339;
@@ -38,6 +47,73 @@ pub fn init(debug: bool) -> std::io::Result<RawFd> {
     Ok(fd)
 }
 
+/// Points the shim log (the fd [`init`] returned) at the `log` fifo of the newest live
+/// container's bundle. A group shim starts in the bundle of its first container, and its lines
+/// were lost once that container was deleted, the ones of the containers still running with
+/// them. Each container's init also keeps the log fd it was forked with, so its own lines go
+/// to its own bundle.
+pub struct LogFollower {
+    fd: Option<RawFd>,
+    /// Live containers and their bundles, oldest first; the log goes to the last one's.
+    bundles: Mutex<Vec<(String, PathBuf)>>,
+}
+
+impl LogFollower {
+    /// Follows containers with the log fd `fd` (`None`: no log, nothing to follow).
+    pub fn new(fd: Option<RawFd>) -> Self {
+        Self {
+            fd,
+            bundles: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Container `id` is being created in `bundle`: the log goes to its fifo from now on.
+    /// False when `id` was already live (a duplicate Create, which fails).
+    pub fn created(&self, id: &str, bundle: &Path) -> bool {
+        let mut bundles = self.bundles.lock().unwrap_or_else(|e| e.into_inner());
+        if bundles.iter().any(|(live, _)| live == id) {
+            return false;
+        }
+        bundles.push((id.to_owned(), bundle.to_owned()));
+        self.point_at(bundle);
+        true
+    }
+
+    /// Container `id` was deleted: if the log went to its bundle, it goes to the newest
+    /// remaining container's. With none left it stays (containerd may still read it until
+    /// the shim is shut down).
+    pub fn deleted(&self, id: &str) {
+        let mut bundles = self.bundles.lock().unwrap_or_else(|e| e.into_inner());
+        let was_target = bundles.last().is_some_and(|(live, _)| live == id);
+        bundles.retain(|(live, _)| live != id);
+        if let (true, Some((_, bundle))) = (was_target, bundles.last()) {
+            self.point_at(bundle);
+        }
+    }
+
+    /// `dup2`s `bundle/log` onto the log fd, which stays the same number (the logger and
+    /// container inits hold it). A fifo nobody reads (ENXIO) or a missing one leaves the log
+    /// where it was.
+    fn point_at(&self, bundle: &Path) {
+        let Some(fd) = self.fd else { return };
+        let fifo = bundle.join("log");
+        // Non-blocking, so a fifo without a reader fails instead of hanging Create; then
+        // blocking again, as the first log is, so a busy reader slows lines, never drops them.
+        let opened = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .and_then(|file| {
+                fcntl(file.as_raw_fd(), FcntlArg::F_SETFL(OFlag::empty()))?;
+                nix::unistd::dup2(file.as_raw_fd(), fd)?;
+                Ok(())
+            });
+        if let Err(e) = opened {
+            log::debug!("the shim log stays where it was: {}: {e}", fifo.display());
+        }
+    }
+}
+
 /// One logfmt line per record, written whole.
 struct LineLogger {
     file: File,
@@ -45,7 +121,7 @@ struct LineLogger {
 
 impl Log for LineLogger {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        metadata.level() <= log::max_level()
+        wanted(metadata.target(), metadata.level(), log::max_level())
     }
 
     fn log(&self, record: &Record<'_>) {
@@ -57,6 +133,17 @@ impl Log for LineLogger {
     }
 
     fn flush(&self) {}
+}
+
+/// Whether a record is logged at `max`. wasmtime-wasi's records below warn, and those of
+/// tracing spans, only at trace: `tracing` turns each span into a `log` record at the span's
+/// level, and wasmtime-wasi opens an info span per WASI call, so every guest `fd_write` was a
+/// line in containerd's log (a build of the whole workspace turns on `tracing`'s `log`
+/// feature, for oci-client).
+fn wanted(target: &str, level: log::Level, max: LevelFilter) -> bool {
+    let chatty = target.starts_with("tracing::span")
+        || (target.starts_with("wasmtime_wasi") && level > log::Level::Warn);
+    level <= max && (max == LevelFilter::Trace || !chatty)
 }
 
 /// `time="..." level=... msg="..."`, as containerd's own shims write; quotes and newlines
@@ -85,6 +172,89 @@ fn format_line(now: OffsetDateTime, record: &Record<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
+
+    /// A bundle dir with a `log` fifo and, when `read`, a reader of it (non-blocking).
+    fn bundle(root: &Path, name: &str, read: bool) -> (PathBuf, Option<File>) {
+        let dir = root.join(name);
+        std::fs::create_dir(&dir).unwrap();
+        nix::unistd::mkfifo(&dir.join("log"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let reader = read.then(|| {
+            OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(dir.join("log"))
+                .unwrap()
+        });
+        (dir, reader)
+    }
+
+    fn drained(reader: &mut Option<File>) -> String {
+        let mut got = String::new();
+        let _ = reader.as_mut().unwrap().read_to_string(&mut got);
+        got
+    }
+
+    #[test]
+    fn the_log_follows_the_newest_live_container_and_falls_back_when_it_goes() {
+        let root = tempfile::tempdir().unwrap();
+        let (a, mut read_a) = bundle(root.path(), "a", true);
+        let (b, mut read_b) = bundle(root.path(), "b", true);
+        let (silent, _) = bundle(root.path(), "silent", false);
+        let sink = File::create(root.path().join("first")).unwrap();
+        let follower = LogFollower::new(Some(sink.as_raw_fd()));
+        let say = |what: &str| {
+            nix::unistd::write(&sink, what.as_bytes()).unwrap();
+        };
+
+        assert!(follower.created("a", &a));
+        say("1");
+        assert!(follower.created("b", &b));
+        say("2");
+        assert!(!follower.created("b", &b), "a duplicate is not new");
+        // A container whose fifo nobody reads does not take the log.
+        assert!(follower.created("s", &silent));
+        say("3");
+        follower.deleted("s");
+        follower.deleted("b");
+        say("4");
+        follower.deleted("a");
+        say("5");
+        assert_eq!(drained(&mut read_a), "145");
+        assert_eq!(drained(&mut read_b), "23");
+    }
+
+    #[test]
+    fn tracing_spans_are_logged_only_at_trace() {
+        use log::Level::{Debug, Info};
+        assert!(wanted("wasmpod_shim::task", Info, LevelFilter::Info));
+        assert!(!wanted("wasmpod_shim::task", Debug, LevelFilter::Info));
+        assert!(!wanted("tracing::span", Info, LevelFilter::Info));
+        assert!(!wanted("tracing::span::active", Info, LevelFilter::Debug));
+        assert!(wanted("tracing::span", Info, LevelFilter::Trace));
+        assert!(!wanted("wasmtime_wasi::p1", Info, LevelFilter::Debug));
+        assert!(!wanted(
+            "wasmtime_wasi_http::types",
+            Info,
+            LevelFilter::Info
+        ));
+        assert!(wanted(
+            "wasmtime_wasi::p1",
+            log::Level::Warn,
+            LevelFilter::Info
+        ));
+        assert!(wanted("wasmtime_wasi::p1", Info, LevelFilter::Trace));
+    }
+
+    #[test]
+    fn without_a_log_fd_following_does_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        let (a, mut read_a) = bundle(root.path(), "a", true);
+        let follower = LogFollower::new(None);
+        assert!(follower.created("a", &a));
+        follower.deleted("a");
+        assert_eq!(drained(&mut read_a), "");
+    }
 
     #[test]
     fn a_record_is_one_logfmt_line_with_its_quotes_escaped() {

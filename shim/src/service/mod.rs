@@ -223,7 +223,7 @@ impl Shim for Service {
         ));
         lifetime.leave_on_sigterm();
         tokio::spawn(abandoned::exit_when_abandoned(lifetime.clone()));
-        TaskService::new(tasks, lifetime)
+        TaskService::new(tasks, lifetime, Arc::new(logger::LogFollower::new(log_fd)))
     }
 }
 

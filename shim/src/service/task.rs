@@ -18,6 +18,7 @@ use oci_spec::runtime::LinuxResources;
 
 use super::events::{timestamp, Publisher};
 use super::lifetime::Lifetime;
+use super::logger::LogFollower;
 use super::metrics;
 use crate::error::{Error, Result};
 use crate::instance::ContainerFactory;
@@ -32,12 +33,18 @@ pub struct TaskService {
     tasks: Arc<ShimTasks>,
     /// When the shim exits: told of reservations, Creates and Shutdowns.
     lifetime: Arc<Lifetime>,
+    /// Where the shim log goes: told of Creates and Deletes.
+    log: Arc<LogFollower>,
 }
 
 impl TaskService {
-    /// Serves `tasks`, exiting as `lifetime` decides.
-    pub fn new(tasks: Arc<ShimTasks>, lifetime: Arc<Lifetime>) -> Self {
-        Self { tasks, lifetime }
+    /// Serves `tasks`, exiting as `lifetime` decides, its log following them.
+    pub fn new(tasks: Arc<ShimTasks>, lifetime: Arc<Lifetime>, log: Arc<LogFollower>) -> Self {
+        Self {
+            tasks,
+            lifetime,
+            log,
+        }
     }
 }
 
@@ -126,7 +133,14 @@ impl Task for TaskService {
         req: CreateTaskRequest,
     ) -> TtrpcResult<CreateTaskResponse> {
         let created = match create_request(&req) {
-            Ok(r) => self.tasks.create(r).await,
+            Ok(r) => {
+                let new = self.log.created(&r.id, &r.bundle);
+                let created = self.tasks.create(r).await;
+                if new && created.is_err() {
+                    self.log.deleted(&req.id);
+                }
+                created
+            }
             Err(e) => Err(e),
         };
         self.lifetime.created(&req.id);
@@ -191,7 +205,11 @@ impl Task for TaskService {
 
     async fn delete(&self, _: &TtrpcContext, req: DeleteRequest) -> TtrpcResult<DeleteResponse> {
         let (pid, exit) = match req.exec_id.as_str() {
-            "" => self.tasks.delete(&req.id).await?,
+            "" => {
+                let deleted = self.tasks.delete(&req.id).await?;
+                self.log.deleted(&req.id);
+                deleted
+            }
             exec_id => self.tasks.delete_exec(&req.id, exec_id)?,
         };
         Ok(DeleteResponse {
