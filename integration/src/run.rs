@@ -346,6 +346,31 @@ impl<'a> Spawned<'a> {
         fs::read_to_string(&self.err).unwrap_or_default()
     }
 
+    /// Waits up to `timeout` for every one of `needles` to be in the container's stderr (it
+    /// passes through the shim, a fifo and ctr, so a line can trail what caused it); returns
+    /// the stderr.
+    ///
+    /// # Errors
+    /// Naming the needles still missing at `timeout`, with the stderr.
+    pub fn stderr_containing(&self, needles: &[&str], timeout: Duration) -> Result<String> {
+        let start = Instant::now();
+        loop {
+            let stderr = self.stderr_so_far();
+            let missing: Vec<&str> = needles
+                .iter()
+                .copied()
+                .filter(|n| !stderr.contains(n))
+                .collect();
+            if missing.is_empty() {
+                return Ok(stderr);
+            }
+            if start.elapsed() >= timeout {
+                bail!("not in stderr after {timeout:?}: {missing:?}; stderr:\n{stderr}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Waits for `ctr run` to exit.
     ///
     /// # Errors
