@@ -114,15 +114,18 @@ fn printer_sees_args_env_and_cwd() -> Result<()> {
             lines.contains(&"entry marker.txt"),
             "ls of the cwd mount: {out}"
         );
-        // The guest's WASI calls are not log lines at containerd's default level (each was
-        // one, at info, through wasmtime-wasi's tracing spans).
-        let calls = ctd.log_lines_with("fd_write");
-        ensure!(
-            calls.is_empty(),
-            "{} WASI calls logged, first: {}",
-            calls.len(),
-            calls[0]
-        );
+        // Neither the guest's WASI calls (each was a line at info, through wasmtime-wasi's
+        // tracing spans) nor libcgroups' warnings about a cgroup v1 hierarchy the node lacks
+        // (four at each Create and Delete here) are lines at containerd's default level.
+        for chatter in ["fd_write", "not supported on this system"] {
+            let lines = ctd.log_lines_with(chatter);
+            ensure!(
+                lines.is_empty(),
+                "{} lines with {chatter:?} in containerd's log, first: {}",
+                lines.len(),
+                lines[0]
+            );
+        }
         Ok(())
     })
 }

@@ -135,15 +135,31 @@ impl Log for LineLogger {
     fn flush(&self) {}
 }
 
-/// Whether a record is logged at `max`. wasmtime-wasi's records below warn, and those of
-/// tracing spans, only at trace: `tracing` turns each span into a `log` record at the span's
-/// level, and wasmtime-wasi opens an info span per WASI call, so every guest `fd_write` was a
-/// line in containerd's log (a build of the whole workspace turns on `tracing`'s `log`
-/// feature, for oci-client).
+/// Whether a record is logged at `max`: each is logged from a level of its own, which is its
+/// record's level but for the chatty ones, so that containerd's log at its default level has
+/// a container's news, not its steps:
+/// - tracing spans (`tracing::span*`) and wasmtime-wasi's records below warn, only at trace:
+///   `tracing` turns each span into a `log` record at the span's level, and wasmtime-wasi opens
+///   an info span per WASI call, so every guest `fd_write` was a line in containerd's log (a
+///   build of the whole workspace turns on `tracing`'s `log` feature, for oci-client);
+/// - libcontainer's and libcgroups' info records (its steps: "cgroup manager V1 will be used")
+///   and libcgroups' warning that the node lacks a cgroup v1 hierarchy (four of them at every
+///   Create and every Delete on this project's nodes), at debug.
 fn wanted(target: &str, level: log::Level, max: LevelFilter) -> bool {
-    let chatty = target.starts_with("tracing::span")
-        || (target.starts_with("wasmtime_wasi") && level > log::Level::Warn);
-    level <= max && (max == LevelFilter::Trace || !chatty)
+    use log::Level::{Debug, Trace, Warn};
+    let libcontainer = target.starts_with("libcontainer") || target.starts_with("libcgroups");
+    let from = if target.starts_with("tracing::span")
+        || (target.starts_with("wasmtime_wasi") && level > Warn)
+    {
+        Trace
+    } else if (libcontainer && level > Warn)
+        || (target.starts_with("libcgroups::v1::manager") && level == Warn)
+    {
+        Debug.max(level)
+    } else {
+        level
+    };
+    from <= max
 }
 
 /// `time="..." level=... msg="..."`, as containerd's own shims write; quotes and newlines
@@ -225,7 +241,7 @@ mod tests {
     }
 
     #[test]
-    fn tracing_spans_are_logged_only_at_trace() {
+    fn chatty_records_are_logged_only_at_a_finer_level() {
         use log::Level::{Debug, Info};
         assert!(wanted("wasmpod_shim::task", Info, LevelFilter::Info));
         assert!(!wanted("wasmpod_shim::task", Debug, LevelFilter::Info));
@@ -244,6 +260,29 @@ mod tests {
             LevelFilter::Info
         ));
         assert!(wanted("wasmtime_wasi::p1", Info, LevelFilter::Trace));
+        assert!(!wanted("libcgroups::common", Info, LevelFilter::Info));
+        assert!(wanted("libcgroups::common", Info, LevelFilter::Debug));
+        assert!(!wanted(
+            "libcgroups::v1::manager",
+            log::Level::Warn,
+            LevelFilter::Info
+        ));
+        assert!(wanted(
+            "libcgroups::v1::manager",
+            log::Level::Warn,
+            LevelFilter::Debug
+        ));
+        assert!(wanted(
+            "libcontainer::process",
+            log::Level::Warn,
+            LevelFilter::Info
+        ));
+        assert!(wanted(
+            "libcontainer::process",
+            log::Level::Error,
+            LevelFilter::Warn
+        ));
+        assert!(!wanted("libcontainer::process", Debug, LevelFilter::Info));
     }
 
     #[test]
