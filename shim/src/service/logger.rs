@@ -242,47 +242,34 @@ mod tests {
 
     #[test]
     fn chatty_records_are_logged_only_at_a_finer_level() {
-        use log::Level::{Debug, Info};
-        assert!(wanted("wasmpod_shim::task", Info, LevelFilter::Info));
-        assert!(!wanted("wasmpod_shim::task", Debug, LevelFilter::Info));
-        assert!(!wanted("tracing::span", Info, LevelFilter::Info));
-        assert!(!wanted("tracing::span::active", Info, LevelFilter::Debug));
-        assert!(wanted("tracing::span", Info, LevelFilter::Trace));
-        assert!(!wanted("wasmtime_wasi::p1", Info, LevelFilter::Debug));
-        assert!(!wanted(
-            "wasmtime_wasi_http::types",
-            Info,
-            LevelFilter::Info
-        ));
-        assert!(wanted(
-            "wasmtime_wasi::p1",
-            log::Level::Warn,
-            LevelFilter::Info
-        ));
-        assert!(wanted("wasmtime_wasi::p1", Info, LevelFilter::Trace));
-        assert!(!wanted("libcgroups::common", Info, LevelFilter::Info));
-        assert!(wanted("libcgroups::common", Info, LevelFilter::Debug));
-        assert!(!wanted(
-            "libcgroups::v1::manager",
-            log::Level::Warn,
-            LevelFilter::Info
-        ));
-        assert!(wanted(
-            "libcgroups::v1::manager",
-            log::Level::Warn,
-            LevelFilter::Debug
-        ));
-        assert!(wanted(
-            "libcontainer::process",
-            log::Level::Warn,
-            LevelFilter::Info
-        ));
-        assert!(wanted(
-            "libcontainer::process",
-            log::Level::Error,
-            LevelFilter::Warn
-        ));
-        assert!(!wanted("libcontainer::process", Debug, LevelFilter::Info));
+        use log::Level::{Debug, Error, Info, Warn};
+        use LevelFilter as At;
+        // (target, record level, logger level, logged)
+        let cases = [
+            ("wasmpod_shim::task", Info, At::Info, true),
+            ("wasmpod_shim::task", Debug, At::Info, false),
+            ("tracing::span", Info, At::Info, false),
+            ("tracing::span::active", Info, At::Debug, false),
+            ("tracing::span", Info, At::Trace, true),
+            ("wasmtime_wasi::p1", Info, At::Debug, false),
+            ("wasmtime_wasi_http::types", Info, At::Info, false),
+            ("wasmtime_wasi::p1", Warn, At::Info, true),
+            ("wasmtime_wasi::p1", Info, At::Trace, true),
+            ("libcgroups::common", Info, At::Info, false),
+            ("libcgroups::common", Info, At::Debug, true),
+            ("libcgroups::v1::manager", Warn, At::Info, false),
+            ("libcgroups::v1::manager", Warn, At::Debug, true),
+            ("libcontainer::process", Warn, At::Info, true),
+            ("libcontainer::process", Error, At::Warn, true),
+            ("libcontainer::process", Debug, At::Info, false),
+        ];
+        for (target, level, at, logged) in cases {
+            assert_eq!(
+                wanted(target, level, at),
+                logged,
+                "{target} {level} at {at}"
+            );
+        }
     }
 
     #[test]
