@@ -48,10 +48,10 @@ pub fn init(debug: bool) -> std::io::Result<RawFd> {
 }
 
 /// Points the shim log (the fd [`init`] returned) at the `log` fifo of the newest live
-/// container's bundle. A group shim starts in the bundle of its first container, and its lines
-/// were lost once that container was deleted, the ones of the containers still running with
-/// them. Each container's init also keeps the log fd it was forked with, so its own lines go
-/// to its own bundle.
+/// container's bundle. A group shim starts in the bundle of its first container; once that
+/// container was deleted, every line the shim wrote was lost, those about the group's other
+/// containers too. Each container's init keeps the log fd it was forked with, so its own
+/// lines go to its own bundle.
 pub struct LogFollower {
     fd: Option<RawFd>,
     /// Live containers and their bundles, oldest first; the log goes to the last one's.
