@@ -112,6 +112,41 @@ async fn reserve(address: &str, id: &str) -> std::result::Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
+/// A group shim for container `id`, started (or found) and reserved. `spawn` names the
+/// group's shim when its socket answers, and that shim may decide to leave before our
+/// reservation reaches it: it then refuses it, its socket already removed, and the next
+/// `spawn` starts a new shim.
+async fn spawn_reserved(
+    opts: &StartOpts,
+    group: &str,
+    id: &str,
+) -> containerd_shim::Result<String> {
+    let mut last = String::new();
+    for _ in 0..SPAWN_ATTEMPTS {
+        // (StartOpts is not Clone.)
+        let copy = StartOpts {
+            id: opts.id.clone(),
+            publish_binary: opts.publish_binary.clone(),
+            address: opts.address.clone(),
+            ttrpc_address: opts.ttrpc_address.clone(),
+            namespace: opts.namespace.clone(),
+            debug: opts.debug,
+        };
+        let address = spawn(copy, group, vec![(GROUP_ENV, "1")]).await?;
+        match reserve(&address, id).await {
+            Ok(()) => return Ok(address),
+            Err(e) => last = format!("{address}: {e}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    Err(containerd_shim::Error::Other(format!(
+        "{id}: no shim of group {group} took the container ({SPAWN_ATTEMPTS} tries); last: {last}"
+    )))
+}
+
+/// Tries of [`spawn_reserved`], 20 ms apart: each one that fails met a shim leaving.
+const SPAWN_ATTEMPTS: u32 = 10;
+
 /// Deadline of a reservation call: a live shim answers in well under a millisecond.
 const RESERVE_TIMEOUT_NS: i64 = 2_000_000_000;
 
@@ -144,13 +179,7 @@ impl Shim for Service {
                 // a new one, reserved as well (another `start` may have made it meanwhile).
                 match reserve(&address, &id).await {
                     Ok(()) => address,
-                    Err(_) => {
-                        let address = spawn(opts, name, vec![(GROUP_ENV, "1")]).await?;
-                        if let Err(e) = reserve(&address, &id).await {
-                            warn!("{id}: cannot reserve the group shim at {address}: {e}");
-                        }
-                        address
-                    }
+                    Err(_) => spawn_reserved(&opts, name, &id).await?,
                 }
             }
             _ => spawn(opts, grouping.name(), Vec::new()).await?,
