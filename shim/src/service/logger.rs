@@ -54,28 +54,38 @@ pub fn init(debug: bool) -> std::io::Result<RawFd> {
 /// lines go to its own bundle.
 pub struct LogFollower {
     fd: Option<RawFd>,
+    state: Mutex<Following>,
+}
+
+struct Following {
     /// Live containers and their bundles, oldest first; the log goes to the last one's.
-    bundles: Mutex<Vec<(String, PathBuf)>>,
+    live: Vec<(String, PathBuf)>,
+    /// The bundle whose fifo the log fd is now.
+    target: Option<PathBuf>,
 }
 
 impl LogFollower {
-    /// Follows containers with the log fd `fd` (`None`: no log, nothing to follow).
-    pub fn new(fd: Option<RawFd>) -> Self {
+    /// Follows containers with the log fd `fd` (`None`: no log, nothing to follow), which is
+    /// the fifo of bundle `first` (the shim's working directory) to begin with.
+    pub fn new(fd: Option<RawFd>, first: Option<PathBuf>) -> Self {
         Self {
             fd,
-            bundles: Mutex::new(Vec::new()),
+            state: Mutex::new(Following {
+                live: Vec::new(),
+                target: first,
+            }),
         }
     }
 
     /// Container `id` is being created in `bundle`: the log goes to its fifo from now on.
     /// False when `id` was already live (a duplicate Create, which fails).
     pub fn created(&self, id: &str, bundle: &Path) -> bool {
-        let mut bundles = self.bundles.lock().unwrap_or_else(|e| e.into_inner());
-        if bundles.iter().any(|(live, _)| live == id) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.live.iter().any(|(live, _)| live == id) {
             return false;
         }
-        bundles.push((id.to_owned(), bundle.to_owned()));
-        self.point_at(bundle);
+        state.live.push((id.to_owned(), bundle.to_owned()));
+        self.point_at(&mut state.target, bundle);
         true
     }
 
@@ -83,19 +93,24 @@ impl LogFollower {
     /// remaining container's. With none left it stays (containerd may still read it until
     /// the shim is shut down).
     pub fn deleted(&self, id: &str) {
-        let mut bundles = self.bundles.lock().unwrap_or_else(|e| e.into_inner());
-        let was_target = bundles.last().is_some_and(|(live, _)| live == id);
-        bundles.retain(|(live, _)| live != id);
-        if let (true, Some((_, bundle))) = (was_target, bundles.last()) {
-            self.point_at(bundle);
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let Following { live, target } = &mut *state;
+        let was_newest = live.last().is_some_and(|(newest, _)| newest == id);
+        live.retain(|(l, _)| l != id);
+        if let (true, Some((_, bundle))) = (was_newest, live.last()) {
+            self.point_at(target, bundle);
         }
     }
 
     /// `dup2`s `bundle/log` onto the log fd, which stays the same number (the logger and
-    /// container inits hold it). A fifo nobody reads (ENXIO) or a missing one leaves the log
-    /// where it was.
-    fn point_at(&self, bundle: &Path) {
+    /// container inits hold it), unless it is that fifo already (a shim's first container:
+    /// nothing to reopen on its create path). A fifo nobody reads (ENXIO) or a missing one
+    /// leaves the log where it was.
+    fn point_at(&self, target: &mut Option<PathBuf>, bundle: &Path) {
         let Some(fd) = self.fd else { return };
+        if target.as_deref() == Some(bundle) {
+            return;
+        }
         let fifo = bundle.join("log");
         // Non-blocking, so a fifo without a reader fails instead of hanging Create; then
         // blocking again, as the first log is, so a busy reader slows lines, never drops them.
@@ -108,8 +123,9 @@ impl LogFollower {
                 nix::unistd::dup2(file.as_raw_fd(), fd)?;
                 Ok(())
             });
-        if let Err(e) = opened {
-            log::debug!("the shim log stays where it was: {}: {e}", fifo.display());
+        match opened {
+            Ok(()) => *target = Some(bundle.to_owned()),
+            Err(e) => log::debug!("the shim log stays where it was: {}: {e}", fifo.display()),
         }
     }
 }
@@ -205,6 +221,11 @@ mod tests {
         (dir, reader)
     }
 
+    /// Writes `what` to the log fd, wherever it points now.
+    fn say(log: &File, what: &str) {
+        nix::unistd::write(log, what.as_bytes()).unwrap();
+    }
+
     fn drained(reader: &mut Option<File>) -> String {
         let mut got = String::new();
         let _ = reader.as_mut().unwrap().read_to_string(&mut got);
@@ -218,26 +239,44 @@ mod tests {
         let (b, mut read_b) = bundle(root.path(), "b", true);
         let (silent, _) = bundle(root.path(), "silent", false);
         let sink = File::create(root.path().join("first")).unwrap();
-        let follower = LogFollower::new(Some(sink.as_raw_fd()));
-        let say = |what: &str| {
-            nix::unistd::write(&sink, what.as_bytes()).unwrap();
-        };
+        let follower = LogFollower::new(Some(sink.as_raw_fd()), None);
 
         assert!(follower.created("a", &a));
-        say("1");
+        say(&sink, "1");
         assert!(follower.created("b", &b));
-        say("2");
+        say(&sink, "2");
         assert!(!follower.created("b", &b), "a duplicate is not new");
         // A container whose fifo nobody reads does not take the log.
         assert!(follower.created("s", &silent));
-        say("3");
+        say(&sink, "3");
         follower.deleted("s");
         follower.deleted("b");
-        say("4");
+        say(&sink, "4");
         follower.deleted("a");
-        say("5");
+        say(&sink, "5");
         assert_eq!(drained(&mut read_a), "145");
         assert_eq!(drained(&mut read_b), "23");
+    }
+
+    #[test]
+    fn the_first_container_of_the_shims_own_bundle_keeps_the_log_as_it_is() {
+        let root = tempfile::tempdir().unwrap();
+        let (a, mut read_a) = bundle(root.path(), "a", true);
+        let (b, mut read_b) = bundle(root.path(), "b", true);
+        // The log fd stands for a's fifo, opened at the shim's start.
+        let sink_path = root.path().join("as-opened");
+        let sink = File::create(&sink_path).unwrap();
+        let follower = LogFollower::new(Some(sink.as_raw_fd()), Some(a.clone()));
+
+        assert!(follower.created("a", &a));
+        say(&sink, "1");
+        assert!(follower.created("b", &b));
+        say(&sink, "2");
+        follower.deleted("b");
+        say(&sink, "3");
+        assert_eq!(std::fs::read_to_string(&sink_path).unwrap(), "1");
+        assert_eq!(drained(&mut read_b), "2");
+        assert_eq!(drained(&mut read_a), "3", "reopened once b took the log");
     }
 
     #[test]
@@ -276,7 +315,7 @@ mod tests {
     fn without_a_log_fd_following_does_nothing() {
         let root = tempfile::tempdir().unwrap();
         let (a, mut read_a) = bundle(root.path(), "a", true);
-        let follower = LogFollower::new(None);
+        let follower = LogFollower::new(None, None);
         assert!(follower.created("a", &a));
         follower.deleted("a");
         assert_eq!(drained(&mut read_a), "");

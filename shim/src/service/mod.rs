@@ -252,7 +252,9 @@ impl Shim for Service {
         ));
         lifetime.leave_on_sigterm();
         tokio::spawn(abandoned::exit_when_abandoned(lifetime.clone()));
-        TaskService::new(tasks, lifetime, Arc::new(logger::LogFollower::new(log_fd)))
+        // The log fd is the fifo of the working directory, the first container's bundle.
+        let log = logger::LogFollower::new(log_fd, std::env::current_dir().ok());
+        TaskService::new(tasks, lifetime, Arc::new(log))
     }
 }
 
