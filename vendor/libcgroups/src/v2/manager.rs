@@ -132,7 +132,14 @@ impl Manager {
         while let Some(component) = components.next() {
             current_path = current_path.join(component);
             if !current_path.exists() {
-                match fs::create_dir(&current_path).wrap_create_dir(&current_path) {
+                // wasmpod patch: a concurrent Create of another container below the same
+                // parent (the namespace's cgroup, at the first containers of a namespace) may
+                // make the directory between the check and here; it exists, as wanted.
+                let created = match fs::create_dir(&current_path) {
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                    created => created,
+                };
+                match created.wrap_create_dir(&current_path) {
                     Ok(()) => {
                         fs::metadata(&current_path)
                             .wrap_other(&current_path)?
