@@ -68,6 +68,51 @@ pub fn ppid(pid: i32) -> i32 {
         .unwrap_or(0)
 }
 
+/// The inodes of the unix sockets bound to `path` (a listener and the connections it
+/// accepted), per `/proc/net/unix`.
+pub fn unix_socket_inodes(path: &Path) -> Vec<u64> {
+    let table = fs::read_to_string("/proc/net/unix").unwrap_or_default();
+    // "Num RefCount Protocol Flags Type St Inode Path"
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            (cols.len() == 8 && Path::new(cols[7]) == path).then(|| cols[6].parse().ok())?
+        })
+        .collect()
+}
+
+/// The processes holding a unix socket bound to `path` (see [`unix_socket_inodes`]).
+pub fn socket_holders(path: &Path) -> Vec<i32> {
+    let bound = unix_socket_inodes(path);
+    let pids = fs::read_dir("/proc").into_iter().flatten().flatten();
+    let mut holders: Vec<i32> = pids
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|&pid| socket_inodes_of(pid).iter().any(|i| bound.contains(i)))
+        .collect();
+    holders.sort_unstable();
+    holders
+}
+
+/// The inodes of the sockets process `pid` has open.
+fn socket_inodes_of(pid: i32) -> Vec<u64> {
+    let fds = fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten();
+    fds.flatten()
+        .filter_map(|fd| {
+            let target = fs::read_link(fd.path()).ok()?;
+            let target = target.to_str()?;
+            target
+                .strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
 /// Shim processes of the daemon at socket `address`: processes running `binary` (a file name)
 /// that name the socket and whose parent does not. A wasm guest is forked from its shim and
 /// keeps the shim's argv, so only the topmost such process of each tree is a shim.

@@ -11,7 +11,7 @@ use nix::sys::signal::Signal;
 use wasmpod_integration::cri::{with_cri_mut, CRI_NAMESPACE};
 use wasmpod_integration::process::{poll, wait_or_kill};
 use wasmpod_integration::spec::{user_spec, SpecParams};
-use wasmpod_integration::system::{kill_pid, shim_socket};
+use wasmpod_integration::system::{self, kill_pid, shim_socket};
 use wasmpod_integration::tmpfs::FullTmpfs;
 use wasmpod_integration::{
     images, paths, unique_name, with_containerd, Containerd, Images, WASMPOD_RUNTIME,
@@ -233,6 +233,97 @@ fn cri_containers_survive_containerd_restarts() -> Result<()> {
     })
 }
 
+/// The shim SIGKILLed while its Create runs the container's prestart hook, which
+/// libcontainer runs from the builder process (a fork of the shim) while the container's
+/// process (a fork of that) waits. Holding the shim's ttrpc sockets (its listener and
+/// containerd's connections), those forks kept containerd from seeing the shim die, and `ctr
+/// run` waited on. No process but the shim holds them: `ctr run` fails while the hook still
+/// blocks, and once it is gone nothing is left.
+#[test]
+fn a_shim_killed_mid_create_is_seen_gone_at_once() -> Result<()> {
+    with_containerd(|ctd| {
+        let BlockedInHook {
+            id,
+            mut run,
+            hook,
+            parent,
+        } = run_blocked_in_hook(ctd, "prestart")?;
+        let shim = system::shims_of(&ctd.socket().to_string_lossy(), paths::SHIM_BINARY);
+        let [shim] = shim.as_slice() else {
+            bail!("not one shim: {shim:?}");
+        };
+        let socket = shim_socket(ctd.socket(), ctd.namespace(), &id);
+        let holders = system::socket_holders(&socket);
+        ensure!(
+            holders == [shim.pid],
+            "the shim's sockets are held by {holders:?}, not the shim {} alone (the hook's \
+             parent is {parent})",
+            shim.pid
+        );
+
+        kill_pid(shim.pid);
+        let status = wait_or_kill(&mut run, WAIT)?;
+        ensure!(
+            status.is_some_and(|s| !s.success()),
+            "ctr run with its shim killed mid-Create: {status:?}, {}",
+            read_all(run.stderr.take())
+        );
+        drop(hook);
+        for c in ctd.containers()? {
+            ctd.ctr(["containers", "rm", &c])?.success()?;
+        }
+        ctd.assert_clean()?;
+        poll("the shim socket to be removed", WAIT, || {
+            Ok((!socket.exists()).then_some(()))
+        })
+        .map(drop)
+    })
+}
+
+/// A `ctr run` of a wasm sleeper whose `kind` hook (prestart, poststart) blocks: the run, its
+/// container id, the hook (killed on drop) and the hook's parent.
+struct BlockedInHook {
+    id: String,
+    run: Child,
+    hook: KillOnDrop,
+    parent: i32,
+}
+
+fn run_blocked_in_hook(ctd: &Containerd, kind: &str) -> Result<BlockedInHook> {
+    let id = unique_name(&format!("mid-{kind}"));
+    let marker = ctd.dir().join(format!("{id}.hook"));
+    let script = format!(
+        "echo $$ $PPID > {m}.tmp && /bin/mv {m}.tmp {m}; exec /bin/sleep 600",
+        m = marker.display()
+    );
+    let hooks = serde_json::json!({
+        kind: [{ "path": "/bin/sh", "args": ["sh", "-c", script] }]
+    });
+    let spec = sleeper_spec(ctd, &id, &["600"], hooks)?;
+    let mut run = spawn_config_run(ctd, &id, &spec)?;
+    let pids = poll(&format!("the {kind} hook to run"), WAIT, || {
+        if let Some(status) = run.try_wait()? {
+            bail!("ctr run ended before its {kind} hook ran: {status}");
+        }
+        Ok(std::fs::read_to_string(&marker).ok())
+    })?;
+    match pids
+        .split_whitespace()
+        .map(str::parse::<i32>)
+        .collect::<Result<Vec<_>, _>>()?[..]
+    {
+        // The hook is the test's own, not the shim's: it would sleep on, also when the test
+        // fails half-way.
+        [hook, parent] => Ok(BlockedInHook {
+            id,
+            run,
+            hook: KillOnDrop(hook),
+            parent,
+        }),
+        _ => bail!("hook marker {pids:?}"),
+    }
+}
+
 /// The whole spec (`ctr run --config`) of a wasm sleeper run as `id` with `args`, its rootfs a
 /// copy of the image's under the daemon's dir; `hooks` goes into the spec as is.
 fn sleeper_spec(
@@ -317,34 +408,12 @@ fn read_all(pipe: Option<impl std::io::Read>) -> String {
 #[test]
 fn a_shim_killed_mid_start_leaves_nothing_behind() -> Result<()> {
     with_containerd(|ctd| {
-        let id = unique_name("mid-start");
-        let marker = ctd.dir().join(format!("{id}.hook"));
-        let script = format!(
-            "echo $$ $PPID > {m}.tmp && /bin/mv {m}.tmp {m}; exec /bin/sleep 600",
-            m = marker.display()
-        );
-        let hooks = serde_json::json!({
-            "poststart": [{ "path": "/bin/sh", "args": ["sh", "-c", script] }]
-        });
-        let spec = sleeper_spec(ctd, &id, &["600"], hooks)?;
-        let mut run = spawn_config_run(ctd, &id, &spec)?;
-        let pids = poll("the poststart hook to run", WAIT, || {
-            if let Some(status) = run.try_wait()? {
-                bail!("ctr run ended before its poststart hook ran: {status}");
-            }
-            Ok(std::fs::read_to_string(&marker).ok())
-        })?;
-        let (hook, shim) = match pids
-            .split_whitespace()
-            .map(str::parse::<i32>)
-            .collect::<Result<Vec<_>, _>>()?[..]
-        {
-            [hook, shim] => (hook, shim),
-            _ => bail!("hook marker {pids:?}"),
-        };
-        // The hook is the test's own, not the shim's: it would sleep on, also when the test
-        // fails half-way.
-        let _hook = KillOnDrop(hook);
+        let BlockedInHook {
+            id,
+            mut run,
+            hook: _hook,
+            parent: shim,
+        } = run_blocked_in_hook(ctd, "poststart")?;
         let argv = std::fs::read(format!("/proc/{shim}/cmdline")).unwrap_or_default();
         ensure!(
             String::from_utf8_lossy(&argv).contains(paths::SHIM_BINARY),

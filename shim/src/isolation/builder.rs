@@ -12,9 +12,16 @@
 //! from birth, so libcontainer's clones from it are safe. It sends back the pid libcontainer
 //! made, or its error, and exits. The container's process is then reparented to the shim (a
 //! child subreaper, as every containerd shim is) and reaped by it as before.
+//!
+//! A builder first closes what it inherited of the shim's ttrpc socket: its listener and the
+//! connections containerd made to it. The builder and the container's process (until its
+//! Start, when it closes every inherited fd) would otherwise hold them, and a shim that died
+//! meanwhile stayed connected for containerd, whose calls waited for ever.
 
 use std::io::{ErrorKind, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -40,6 +47,7 @@ pub(super) fn in_builder_process(build: impl FnOnce() -> BuildResult) -> BuildRe
     drop(gate);
     if pid == 0 {
         drop(reader);
+        close_shim_sockets();
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(build))
             .unwrap_or_else(|_| Err("the builder process panicked".into()));
         let _ = std::fs::File::from(writer).write_all(&encode(&result));
@@ -54,6 +62,43 @@ pub(super) fn in_builder_process(build: impl FnOnce() -> BuildResult) -> BuildRe
         ));
     }
     receive(reader, pid)
+}
+
+/// The path the shim's ttrpc socket is bound to (see the module docs).
+static SHIM_SOCKET: OnceLock<PathBuf> = OnceLock::new();
+
+/// Names the shim's ttrpc socket, whose listener and connections no builder keeps.
+pub fn remember_shim_socket(path: &Path) {
+    let _ = SHIM_SOCKET.set(path.to_owned());
+}
+
+/// Closes this process's descriptors of sockets bound to the shim's socket path. Run in a
+/// builder: the shim keeps its own.
+fn close_shim_sockets() {
+    let Some(path) = SHIM_SOCKET.get() else {
+        return;
+    };
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<RawFd> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    for fd in fds.into_iter().filter(|&fd| fd > 2 && bound_to(fd, path)) {
+        // SAFETY: closes a descriptor nothing in this process uses again (the builder runs
+        // only libcontainer's build, which knows nothing of the shim's sockets).
+        unsafe { libc::close(fd) };
+    }
+}
+
+/// Whether `fd` is a unix socket bound to `path`: a listener there, or a connection it
+/// accepted (which carries the listener's address).
+fn bound_to(fd: RawFd, path: &Path) -> bool {
+    use nix::sys::socket::{getsockname, UnixAddr};
+    getsockname::<UnixAddr>(fd)
+        .ok()
+        .is_some_and(|addr| addr.path() == Some(path))
 }
 
 /// Reads the builder's answer. Not until EOF: the process it made inherited the pipe and
@@ -141,6 +186,24 @@ fn decode(bytes: &[u8]) -> Option<BuildResult> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_shims_listener_and_its_connections_are_bound_to_its_path_and_nothing_else() {
+        use std::os::unix::net::{UnixListener, UnixStream};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shim.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let client = UnixStream::connect(&path).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        let other = UnixListener::bind(dir.path().join("other.sock")).unwrap();
+        let file = std::fs::File::create(dir.path().join("file")).unwrap();
+
+        assert!(bound_to(listener.as_raw_fd(), &path));
+        assert!(bound_to(accepted.as_raw_fd(), &path));
+        assert!(!bound_to(client.as_raw_fd(), &path), "containerd's end");
+        assert!(!bound_to(other.as_raw_fd(), &path));
+        assert!(!bound_to(file.as_raw_fd(), &path));
+    }
 
     #[test]
     fn answers_survive_the_pipe_and_partial_ones_wait() {

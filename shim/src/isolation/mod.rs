@@ -19,6 +19,7 @@ pub mod rootfs;
 pub mod seccomp_filters;
 mod title;
 
+pub use builder::remember_shim_socket;
 pub use bundle::load_spec;
 pub use cgroup::{remember_mount_points, CgroupStats, Layout};
 pub use cgroup_path::cgroupfs_path;

@@ -241,6 +241,7 @@ impl Shim for Service {
         ));
         tokio::spawn(forward_exits(tasks.clone()));
         crate::isolation::remember_mount_points();
+        crate::isolation::remember_shim_socket(Path::new(socket_path(&self.socket)));
         crate::stages::log_bootstrap(&self.id);
         let group = std::env::var_os(GROUP_ENV).is_some();
         let held = tasks.clone();
