@@ -77,3 +77,23 @@ fn missing_entrypoint_is_named() -> Result<()> {
         Ok(())
     })
 }
+
+/// A logging program (`ctr run --log-uri binary://...`) is refused, naming the URI.
+#[test]
+fn a_binary_log_uri_is_refused_naming_it() -> Result<()> {
+    with_containerd(|ctd| {
+        let img = images().wasm("hello")?;
+        let out = ctd
+            .import(&img)?
+            .run(&img)
+            .flag("--log-uri=binary:///bin/cat")
+            .timeout(Duration::from_secs(30))
+            .exec()?;
+        ensure!(out.code() != 0, "ran with a logging program: {out}");
+        ensure!(
+            out.mentions_any(&["binary:///bin/cat: wasmpod takes file:// log uris only"]),
+            "{out}"
+        );
+        Ok(())
+    })
+}

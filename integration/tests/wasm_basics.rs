@@ -18,6 +18,30 @@ fn hello_module() -> Result<()> {
     })
 }
 
+/// `ctr run --log-uri file://...`: the program's output goes to that file, appended to run
+/// after run, its directory made when missing; ctr prints none of it.
+#[test]
+fn a_file_log_uri_gets_the_output() -> Result<()> {
+    with_containerd(|ctd| {
+        let img = images().wasm("hello")?;
+        ctd.import(&img)?;
+        let log = ctd.dir().join("logs/hello.log");
+        let uri = format!("--log-uri=file://{}", log.display());
+        for _ in 0..2 {
+            let out = ctd.run(&img).flag(&uri).exec()?;
+            out.success()?;
+            ensure!(out.stdout.is_empty(), "{out}");
+        }
+        let logged = std::fs::read_to_string(&log).with_context(|| log.display().to_string())?;
+        ensure!(
+            logged == "hello from wasmpod\n".repeat(2),
+            "{}: {logged:?}",
+            log.display()
+        );
+        Ok(())
+    })
+}
+
 /// A WASI p2 component (wasi:cli/run) prints its line and exits 0.
 #[test]
 fn hello_component() -> Result<()> {

@@ -8,6 +8,11 @@
 //! With a terminal (`ctr run -t`, `docker run -t`, `kubectl exec -t`) the process gets a pty
 //! instead; [`ConsoleSocket`] receives its master and [`Terminal`] copies between the master and
 //! the fifos, as containerd's runc shim does.
+//!
+//! stdout and stderr may also come as a log URI (`ctr run --log-uri file:///var/log/c.log`):
+//! a `file://` one is opened for appending (made, with its directory, when missing) and
+//! handed to the process as well, both streams to the one file, as the runc shim does;
+//! `binary://` logging programs are refused, naming the URI.
 
 mod console;
 mod terminal;
@@ -18,6 +23,7 @@ pub use terminal::Terminal;
 use std::fs::{File, OpenOptions};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 
@@ -39,6 +45,9 @@ fn open_one(path: &str, write: bool, name: &str) -> Result<Option<OwnedFd>> {
     if path.is_empty() {
         return Ok(None);
     }
+    if let Some(file) = log_uri_file(path, name)? {
+        return open_log_file(&file, write, name).map(|f| Some(f.into()));
+    }
     let context = || format!("opening the {name} fifo {path}");
     let file = open_fifo(path, write, name)?;
     // The guest expects ordinary blocking descriptors.
@@ -48,6 +57,70 @@ fn open_one(path: &str, write: bool, name: &str) -> Result<Option<OwnedFd>> {
     fcntl(file.as_raw_fd(), FcntlArg::F_SETFL(blocking))
         .map_err(|e| Error::io(context(), e.into()))?;
     Ok(Some(file.into()))
+}
+
+/// The file of a `file://` log URI; `None` for a fifo path.
+///
+/// # Errors
+/// Another scheme (`binary://`), or a `file://` URI without an absolute path.
+fn log_uri_file(stream: &str, name: &str) -> Result<Option<PathBuf>> {
+    let Some((scheme, rest)) = stream.split_once("://") else {
+        return Ok(None);
+    };
+    let path = percent_decoded(rest);
+    match scheme {
+        "file" if path.starts_with('/') => Ok(Some(PathBuf::from(path))),
+        "file" => Err(Error::InvalidArgument(format!(
+            "the {name} log URI {stream} names no absolute path (file:///path/to/log)"
+        ))),
+        _ => Err(Error::InvalidArgument(format!(
+            "the {name} log URI {stream}: wasmpod takes file:// log URIs only (no {scheme}:// \
+             logging programs)"
+        ))),
+    }
+}
+
+/// `%XX` escapes decoded, as in a URI's path; a malformed escape stays as it is.
+fn percent_decoded(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Opens a log file for appending, making it and its directory when missing.
+fn open_log_file(path: &Path, write: bool, name: &str) -> Result<File> {
+    let context = || format!("opening the {name} log file {}", path.display());
+    if !write {
+        return Err(Error::InvalidArgument(format!(
+            "{name} cannot be a log file ({})",
+            path.display()
+        )));
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(context(), e))?;
+    }
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o644)
+        .open(path)
+        .map_err(|e| Error::io(context(), e))
 }
 
 /// Opens a fifo without blocking and leaves it non-blocking.
@@ -95,6 +168,46 @@ mod tests {
         nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRWXU).unwrap();
         let [_, stdout, _] = open("", path.to_str().unwrap(), "").unwrap();
         assert!(stdout.is_some());
+    }
+
+    #[test]
+    fn a_file_log_uri_appends_to_its_file_both_streams_and_makes_its_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("logs dir/c.log");
+        let uri = format!("file://{}", log.display()).replace(' ', "%20");
+        let [_, out, err] = open("", &uri, &uri).unwrap();
+        nix::unistd::write(out.as_ref().unwrap(), b"out\n").unwrap();
+        nix::unistd::write(err.as_ref().unwrap(), b"err\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "out\nerr\n");
+        let [_, again, _] = open("", &uri, "").unwrap();
+        nix::unistd::write(again.as_ref().unwrap(), b"more\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "out\nerr\nmore\n");
+    }
+
+    #[test]
+    fn other_log_uris_are_refused_naming_them() {
+        for (uri, words) in [
+            (
+                "binary:///usr/bin/logger?a=b",
+                "no binary:// logging programs",
+            ),
+            ("file://relative/c.log", "names no absolute path"),
+        ] {
+            let err = open("", uri, "").unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains(uri) && text.contains(words), "{uri}: {text}");
+            assert_eq!(
+                err.code(),
+                containerd_shim::protos::ttrpc::Code::INVALID_ARGUMENT
+            );
+        }
+        assert!(open("file:///tmp/in", "", "").is_err(), "stdin is no log");
+    }
+
+    #[test]
+    fn percent_escapes_are_decoded_and_bad_ones_kept() {
+        assert_eq!(percent_decoded("/a%20b/c%2Fd"), "/a b/c/d");
+        assert_eq!(percent_decoded("/50%/x%2"), "/50%/x%2");
     }
 
     #[test]
