@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use containerd_shim_protos::api::{
-    ConnectRequest, KillRequest, ResizePtyRequest, UpdateTaskRequest,
+    ConnectRequest, DeleteRequest, ExecProcessRequest, KillRequest, ResizePtyRequest, StartRequest,
+    UpdateTaskRequest, WaitRequest,
 };
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::ttrpc::{self, context, Client, Code};
@@ -26,6 +27,9 @@ use crate::containerd::Containerd;
 /// Type URL containerd's typeurl gives `specs.LinuxResources` (marshalled as JSON).
 pub const LINUX_RESOURCES_URL: &str =
     "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources";
+
+/// Type URL containerd's typeurl gives `specs.Process` (marshalled as JSON), an exec's spec.
+const PROCESS_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Process";
 
 /// Deadline of one ttrpc call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -117,6 +121,63 @@ impl Containerd {
             Err(ttrpc::Error::RpcStatus(status)) => Ok(status.code()),
             Err(e) => Err(anyhow!("shim Kill of {id} with signal {signal}: {e}")),
         }
+    }
+
+    /// Runs exec `exec_id` of `process` (an OCI `Process` as JSON) in task `id` through its
+    /// shim, its stdout the fifo `stdout` (which nobody need read meanwhile): Exec, Start and
+    /// Wait, then Delete. Returns its exit status.
+    ///
+    /// # Errors
+    /// When the shim cannot be reached or a call fails (with its message).
+    pub fn shim_exec(
+        &self,
+        id: &str,
+        exec_id: &str,
+        process: &serde_json::Value,
+        stdout: &std::path::Path,
+    ) -> Result<u32> {
+        let tasks = self.shim_tasks(id)?;
+        let ctx = || context::with_duration(CALL_TIMEOUT);
+        let req = ExecProcessRequest {
+            id: id.to_string(),
+            exec_id: exec_id.to_string(),
+            stdout: stdout.to_string_lossy().into_owned(),
+            spec: Some(Any {
+                type_url: PROCESS_URL.to_string(),
+                value: serde_json::to_vec(process)?,
+                ..Default::default()
+            })
+            .into(),
+            ..Default::default()
+        };
+        tasks
+            .exec(ctx(), &req)
+            .map_err(|e| anyhow!("shim Exec {exec_id} in {id}: {e}"))?;
+        let start = StartRequest {
+            id: id.to_string(),
+            exec_id: exec_id.to_string(),
+            ..Default::default()
+        };
+        tasks
+            .start(ctx(), &start)
+            .map_err(|e| anyhow!("shim Start of exec {exec_id} in {id}: {e}"))?;
+        let wait = WaitRequest {
+            id: id.to_string(),
+            exec_id: exec_id.to_string(),
+            ..Default::default()
+        };
+        let exit = tasks
+            .wait(ctx(), &wait)
+            .map_err(|e| anyhow!("shim Wait for exec {exec_id} in {id}: {e}"))?;
+        let delete = DeleteRequest {
+            id: id.to_string(),
+            exec_id: exec_id.to_string(),
+            ..Default::default()
+        };
+        tasks
+            .delete(ctx(), &delete)
+            .map_err(|e| anyhow!("shim Delete of exec {exec_id} in {id}: {e}"))?;
+        Ok(exit.exit_status)
     }
 
     /// The pid of the shim serving task `id` (its answer to Connect).

@@ -2,7 +2,7 @@
 //! runs inside the container with its own argv and the container's mounts; a native container
 //! execs as it would under runc; exit codes and errors reach ctr.
 
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
@@ -17,6 +17,55 @@ fn still_running(ctd: &Containerd, id: &str) -> Result<()> {
         "the container must keep running after an exec"
     );
     Ok(())
+}
+
+/// An exec's output reaches a reader that opens its fifo only after the exec exited. ctr
+/// opens its readers in a goroutine, which a busy node can start late: a fifo whose every end
+/// was closed had dropped the output (an exec exited 0 with nothing on ctr's stdout). The shim
+/// holds the fifo until the output was read; here the exec runs through the shim's own API
+/// (Exec, Start, Wait, Delete), and its stdout fifo is opened only after all of that.
+#[test]
+fn exec_output_waits_for_a_reader_that_comes_after_the_exit() -> Result<()> {
+    with_containerd(|ctd| {
+        let img = images().wasm("sleeper")?;
+        let task = ctd.import(&img)?.run(&img).args(["100"]).detach()?;
+        task.wait_for_status("RUNNING", WAIT)?;
+        let fifo = ctd.dir().join("late-reader.out");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU)?;
+        let process = serde_json::json!({
+            "args": ["/app.wasm", "1"],
+            "cwd": "/",
+            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+            "user": { "uid": 0, "gid": 0 },
+        });
+        let status = ctd.shim_exec(task.id(), "late", &process, &fifo)?;
+        ensure!(status == 0, "the exec exited {status}");
+        let mut reader = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)?;
+        // Until end-of-file: the shim lets the fifo go once it was read.
+        let mut got = Vec::new();
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let mut chunk = [0u8; 256];
+            match std::io::Read::read(&mut reader, &mut chunk) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    ensure!(
+                        std::time::Instant::now() < deadline,
+                        "no end-of-file after {WAIT:?}, read {got:?}"
+                    );
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let got = String::from_utf8_lossy(&got);
+        ensure!(got == "tick 1\n", "a late reader read {got:?}");
+        still_running(ctd, task.id())
+    })
 }
 
 /// A wasm exec (the printer program, shipped in the sleeper's image as /bin/tool.wasm) gets its

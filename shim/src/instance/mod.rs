@@ -23,12 +23,12 @@ use crate::image::ImageSource;
 use crate::isolation::rootfs;
 use crate::isolation::{CgroupStats, ContainerConfig, Layout, LinuxContainer, Workload};
 use crate::stages::Stages;
-use crate::stdio::Terminal;
+
 use crate::task::{
     CreateRequest, ExecProcess, ExecRequest, ExitReason, Instance, InstanceFactory, OutputDrained,
 };
 use guest::OomReport;
-use io::Streams;
+use io::{Output, Streams};
 pub use layers::ImageLayers;
 pub use loader::{compile_stdin_into_cache, Loader, CACHE_DIR_ENV, CACHE_MAX_MB_ENV};
 
@@ -102,7 +102,7 @@ impl InstanceFactory for ContainerFactory {
             .and_then(|workload| {
                 stages.mark("loader (plan, program, cache map)");
                 // The init process waits for Start; ctr and Docker size its terminal after it.
-                let (io, console) = io::prepare(&streams, None)?;
+                let (io, prepared) = io::prepare(&streams, None)?;
                 stages.mark("stdio");
                 let linux = LinuxContainer::create(ContainerConfig {
                     id: req.id.clone(),
@@ -114,8 +114,8 @@ impl InstanceFactory for ContainerFactory {
                     seccomp_dir: Some(self.loader.seccomp_dir().to_path_buf()),
                 })?;
                 stages.mark("container (libcontainer: cgroup, clone, namespaces, pivot_root)");
-                match io::attach(&req.id, console, &streams) {
-                    Ok(terminal) => Ok((linux, terminal)),
+                match io::attach(&req.id, prepared, &streams) {
+                    Ok(output) => Ok((linux, output)),
                     Err(e) => {
                         if let Err(d) = linux.delete() {
                             warn!(
@@ -132,7 +132,7 @@ impl InstanceFactory for ContainerFactory {
             stages.log();
         }
         match built {
-            Ok((linux, terminal)) => Ok(Container {
+            Ok((linux, output)) => Ok(Container {
                 id: req.id.clone(),
                 linux: Arc::new(linux),
                 spec,
@@ -141,7 +141,7 @@ impl InstanceFactory for ContainerFactory {
                 image,
                 loader: self.loader.clone(),
                 log_fd: self.log_fd,
-                terminal,
+                output: Mutex::new(output),
                 oom_report,
             }),
             Err(e) => {
@@ -164,10 +164,18 @@ pub struct Container {
     image: Arc<ImageLayers>,
     loader: Arc<Loader>,
     log_fd: Option<RawFd>,
-    /// The init process's terminal, when containerd asked for one.
-    terminal: Option<Terminal>,
+    /// The init process's terminal, when containerd asked for one, or its held fifos.
+    output: Mutex<Output>,
     /// Where a wasm init process reports running out of memory.
     oom_report: OomReport,
+}
+
+impl Container {
+    fn output(&self) -> std::sync::MutexGuard<'_, Output> {
+        self.output
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 impl Instance for Container {
@@ -205,17 +213,18 @@ impl Instance for Container {
     fn close_stdin(&self) {
         // Without a terminal the shim holds no copy of stdin: containerd closing its end is the
         // whole of it.
-        if let Some(terminal) = &self.terminal {
+        if let Some(terminal) = &self.output().terminal {
             terminal.close_stdin();
         }
     }
     fn resize_pty(&self, width: u32, height: u32) -> Result<()> {
-        self.terminal
+        self.output()
+            .terminal
             .as_ref()
             .map_or(Ok(()), |t| t.resize(width, height))
     }
     fn output_drained(&self) -> Option<OutputDrained> {
-        io::drained(self.terminal.as_ref())
+        self.output().drained()
     }
     fn init_exited(&self) {
         self.linux.init_exited();
@@ -275,8 +284,8 @@ pub struct ContainerExec {
 /// An exec's terminal: made by Start; a size that came before it is kept for it.
 #[derive(Default)]
 struct ExecTerminal {
-    /// Set by a start with a terminal, before the pid is known to anyone.
-    terminal: Option<Terminal>,
+    /// Set by a start, before the pid is known to anyone: a terminal, or the held fifos.
+    output: Output,
     /// A client may send the window size before Start (some versions of `ctr task exec -t`
     /// do; runc's shim drops it and the exec starts at 0x0). It is applied as soon as the
     /// master arrives, while libcontainer is still finishing the build, so normally before the
@@ -302,7 +311,7 @@ impl ExecProcess for ContainerExec {
             stderr: &r.stderr,
         };
         let early_size = self.terminal().early_size;
-        let (io, console) = io::prepare(&streams, early_size)?;
+        let (io, prepared) = io::prepare(&streams, early_size)?;
         let pid = self.linux.exec(
             &r.exec_id,
             &r.process,
@@ -310,18 +319,18 @@ impl ExecProcess for ContainerExec {
             io,
             self.log_fd,
         )?;
-        match io::attach(&self.label, console, &streams) {
-            Ok(terminal) => {
+        match io::attach(&self.label, prepared, &streams) {
+            Ok(output) => {
                 let mut state = self.terminal();
                 // A size that came while the process was being built.
-                if let (Some(t), Some((width, height))) = (&terminal, state.early_size) {
+                if let (Some(t), Some((width, height))) = (&output.terminal, state.early_size) {
                     if state.early_size != early_size {
                         if let Err(e) = t.resize(width, height) {
                             warn!("{}: {e}", self.label);
                         }
                     }
                 }
-                state.terminal = terminal;
+                state.output = output;
                 Ok(pid as u32)
             }
             Err(e) => {
@@ -336,14 +345,14 @@ impl ExecProcess for ContainerExec {
     }
 
     fn close_stdin(&self) {
-        if let Some(terminal) = &self.terminal().terminal {
+        if let Some(terminal) = &self.terminal().output.terminal {
             terminal.close_stdin();
         }
     }
 
     fn resize_pty(&self, width: u32, height: u32) -> Result<()> {
         let mut state = self.terminal();
-        match &state.terminal {
+        match &state.output.terminal {
             Some(t) => t.resize(width, height),
             None => {
                 state.early_size = Some((width, height));
@@ -353,6 +362,6 @@ impl ExecProcess for ContainerExec {
     }
 
     fn output_drained(&self) -> Option<OutputDrained> {
-        io::drained(self.terminal().terminal.as_ref())
+        self.terminal().output.drained()
     }
 }

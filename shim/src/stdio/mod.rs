@@ -2,8 +2,10 @@
 //! for. Nothing else in the shim touches these descriptors.
 //!
 //! Without a terminal the fifos are handed to the process as its fds 0, 1 and 2; the shim
-//! copies no bytes and keeps no copy once the process is built. stdin therefore reaches
-//! end-of-file when containerd closes its writing end (which is what CloseIO asks for).
+//! copies no bytes and keeps no copy of stdin once the process is built, so stdin reaches
+//! end-of-file when containerd closes its writing end (which is what CloseIO asks for). It
+//! holds the output fifos until the process has exited and its output was read
+//! ([`HeldOutput`]).
 //!
 //! With a terminal (`ctr run -t`, `docker run -t`, `kubectl exec -t`) the process gets a pty
 //! instead; [`ConsoleSocket`] receives its master and [`Terminal`] copies between the master and
@@ -24,6 +26,7 @@ use std::fs::{File, OpenOptions};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 
@@ -57,6 +60,72 @@ fn open_one(path: &str, write: bool, name: &str) -> Result<Option<OwnedFd>> {
     fcntl(file.as_raw_fd(), FcntlArg::F_SETFL(blocking))
         .map_err(|e| Error::io(context(), e.into()))?;
     Ok(Some(file.into()))
+}
+
+/// The shim's own copies of a process's output fifos, held until the process has exited and
+/// its output was read.
+///
+/// A fifo's buffer lives only while one of its ends is open. The process is handed the fifos
+/// and may write, exit and close them before the client's reader has opened them (ctr opens
+/// its readers in a goroutine, which a busy node can leave waiting): its output was then
+/// dropped (an exec exited 0 with empty stdout), and a reader opened after that waited for a
+/// writer for ever. The runc shim copies through a pipe it holds, so its output waits; these
+/// copies keep the fifos' buffers, and with them the output, for the reader.
+pub struct HeldOutput {
+    fifos: Vec<OwnedFd>,
+}
+
+impl HeldOutput {
+    /// Copies of the fifos among `fds` (stdout and stderr; a log file needs none).
+    pub fn of(fds: &[Option<OwnedFd>; 3]) -> Result<Self> {
+        let mut fifos = Vec::new();
+        for fd in fds[1..].iter().flatten() {
+            let is_fifo = nix::sys::stat::fstat(fd.as_raw_fd())
+                .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFIFO);
+            if is_fifo {
+                let copy = fd
+                    .try_clone()
+                    .map_err(|e| Error::io("holding an output fifo", e))?;
+                fifos.push(copy);
+            }
+        }
+        Ok(Self { fifos })
+    }
+
+    /// The process exited: lets each fifo go once nothing is left in it to read, or after
+    /// `grace` (nobody reads it), in a thread of its own when it has to wait. Letting go is
+    /// what gives the reader its end-of-file.
+    pub fn release_when_read(self, grace: Duration) {
+        let unread: Vec<OwnedFd> = self.fifos.into_iter().filter(|f| unread(f) > 0).collect();
+        if unread.is_empty() {
+            return;
+        }
+        let deadline = Instant::now() + grace;
+        let spawned = std::thread::Builder::new()
+            .name("held-output".into())
+            .spawn(move || {
+                let mut unread = unread;
+                while !unread.is_empty() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(5));
+                    unread.retain(|f| self::unread(f) > 0);
+                }
+            });
+        if let Err(e) = spawned {
+            log::warn!("cannot wait for the output to be read ({e}): letting it go now");
+        }
+    }
+}
+
+/// Bytes in a fifo nobody has read yet (0 when it cannot tell).
+fn unread(fifo: &OwnedFd) -> libc::c_int {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through the pointer, which is valid.
+    let r = unsafe { libc::ioctl(fifo.as_raw_fd(), libc::FIONREAD, &mut n) };
+    if r == 0 {
+        n
+    } else {
+        0
+    }
 }
 
 /// The file of a `file://` log URI; `None` for a fifo path.
@@ -208,6 +277,45 @@ mod tests {
     fn percent_escapes_are_decoded_and_bad_ones_kept() {
         assert_eq!(percent_decoded("/a%20b/c%2Fd"), "/a b/c/d");
         assert_eq!(percent_decoded("/50%/x%2"), "/50%/x%2");
+    }
+
+    #[test]
+    fn held_output_keeps_what_a_process_wrote_for_a_late_reader_then_ends_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let p = path.to_str().unwrap();
+        let fds = open("", p, "").unwrap();
+        let held = HeldOutput::of(&fds).unwrap();
+        // The process writes and exits before anyone reads.
+        nix::unistd::write(fds[1].as_ref().unwrap(), b"hello\n").unwrap();
+        drop(fds);
+        held.release_when_read(Duration::from_secs(10));
+        let mut reader = std::fs::File::open(&path).unwrap();
+        let mut got = String::new();
+        std::io::Read::read_to_string(&mut reader, &mut got).unwrap();
+        assert_eq!(got, "hello\n", "the output, then end-of-file");
+    }
+
+    #[test]
+    fn held_output_goes_at_once_when_all_was_read_and_holds_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let uri = format!("file://{}", dir.path().join("log").display());
+        let fds = open("", path.to_str().unwrap(), &uri).unwrap();
+        let held = HeldOutput::of(&fds).unwrap();
+        assert_eq!(held.fifos.len(), 1, "the fifo, not the log file");
+        let mut reader = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+            .unwrap();
+        drop(fds);
+        held.release_when_read(Duration::from_secs(10));
+        let mut got = Vec::new();
+        let n = std::io::Read::read_to_end(&mut reader, &mut got).unwrap();
+        assert_eq!(n, 0, "no writer left: end-of-file at once");
     }
 
     #[test]
