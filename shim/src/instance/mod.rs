@@ -23,7 +23,6 @@ use crate::image::ImageSource;
 use crate::isolation::rootfs;
 use crate::isolation::{CgroupStats, ContainerConfig, Layout, LinuxContainer, Workload};
 use crate::stages::Stages;
-
 use crate::task::{
     CreateRequest, ExecProcess, ExecRequest, ExitReason, Instance, InstanceFactory, OutputDrained,
 };
@@ -281,7 +280,8 @@ pub struct ContainerExec {
     terminal: Mutex<ExecTerminal>,
 }
 
-/// An exec's terminal: made by Start; a size that came before it is kept for it.
+/// An exec's output (its terminal or held fifos): made by Start; a terminal size that came
+/// before it is kept for it.
 #[derive(Default)]
 struct ExecTerminal {
     /// Set by a start, before the pid is known to anyone: a terminal, or the held fifos.
