@@ -199,6 +199,54 @@ fn pause_freezes_the_cgroup_and_delete_removes_it() -> Result<()> {
     })
 }
 
+/// The device rules of a wasm container's cgroup are runc's for the same spec (cgroup v1's
+/// `devices.list`; v2 has no such file, its rules are an eBPF program). wasmpod's libcgroups
+/// skips the allow rules that repeat one already written (`vendor/README.md`): this shows the
+/// kernel ends with the same list.
+#[test]
+fn device_rules_are_runcs() -> Result<()> {
+    if unified() {
+        eprintln!("cgroup v2: no devices.list to compare");
+        return Ok(());
+    }
+    with_containerd(|ctd| {
+        let sleeper = images().wasm("sleeper")?;
+        let busybox = images().busybox()?;
+        ctd.import(&sleeper)?;
+        ctd.import(&busybox)?;
+        let wasm = ctd.run(&sleeper).detach()?;
+        let native = ctd
+            .run(&busybox)
+            .runtime(RUNC_RUNTIME)
+            .argv(["sleep", "100"])
+            .detach()?;
+        let mut lists = Vec::new();
+        for task in [&wasm, &native] {
+            task.wait_for_status("RUNNING", WAIT)?;
+            let rel = format!("{}/{}", ctd.namespace(), task.id());
+            let list = read_trimmed(&controller_dir("devices", &rel).join("devices.list"))?;
+            let mut rules: Vec<String> = list.lines().map(str::to_string).collect();
+            rules.sort();
+            lists.push(rules);
+        }
+        for task in [wasm, native] {
+            task.kill("SIGKILL")?;
+            task.wait_for_exit(WAIT)?;
+        }
+        ensure!(
+            !lists[0].is_empty(),
+            "the wasm container's devices.list is empty"
+        );
+        ensure!(
+            lists[0] == lists[1],
+            "device rules differ:\nwasmpod {:?}\nrunc    {:?}",
+            lists[0],
+            lists[1]
+        );
+        Ok(())
+    })
+}
+
 /// A busybox that outgrows `--memory-limit` 32 MiB is killed by the kernel's OOM killer
 /// (137), and a wasm guest that aborts when refused memory at 64 MiB ends with 137 too;
 /// for both the shim publishes `/tasks/oom` before `/tasks/exit`, as runc's shim does, so

@@ -1,5 +1,6 @@
 use std::fs;
 use std::path::Path;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use nix::unistd::Pid;
 
@@ -38,12 +39,27 @@ pub(super) fn join(pid: Pid, cgroup_path: &Path) -> Result<(), WrappedIoError> {
 }
 
 /// Whether the calling process has one thread (`num_threads`, field 20 of /proc/self/stat).
+///
+/// A process found single-threaded is remembered by its pid, as joining a container's cgroups
+/// asks once per hierarchy (a dozen reads of /proc/self/stat otherwise). A fork has another
+/// pid, so it never inherits the answer; the processes that join so (libcontainer's
+/// intermediate) start no threads.
 fn single_threaded() -> bool {
+    static SINGLE_THREADED_PID: AtomicI32 = AtomicI32::new(0);
+    let pid = nix::unistd::getpid().as_raw();
+    if SINGLE_THREADED_PID.load(Ordering::Relaxed) == pid {
+        return true;
+    }
     let Ok(stat) = fs::read_to_string("/proc/self/stat") else {
         return false;
     };
     // The command name, field 2, is in parentheses and may hold spaces: count after it.
-    stat.rsplit_once(')')
+    let single = stat
+        .rsplit_once(')')
         .and_then(|(_, rest)| rest.split_whitespace().nth(17))
-        .is_some_and(|threads| threads == "1")
+        .is_some_and(|threads| threads == "1");
+    if single {
+        SINGLE_THREADED_PID.store(pid, Ordering::Relaxed);
+    }
+    single
 }

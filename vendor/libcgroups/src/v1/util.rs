@@ -66,19 +66,25 @@ pub fn get_subsystem_mount_point(subsystem: &ControllerType) -> Result<PathBuf, 
     // wasmpod patch: from the process's list of cgroup v1 mounts, read once. Reading and
     // parsing /proc/self/mountinfo for each of a container's twelve subsystems took 1.5 ms of
     // its Create, more on a node with many mounts; cgroup hierarchies are mounted at boot and
-    // stay. A listed mount point that is gone makes this call read the list afresh.
-    let fresh;
-    let mounts: &[PathBuf] = match remembered_mounts() {
-        Some(mounts) if mounts.iter().all(|m| m.exists()) => mounts,
-        Some(_) => {
-            fresh = list_subsystem_mount_points()?;
-            &fresh
-        }
+    // stay. A listed mount point that is gone (only the one asked for is checked: checking all
+    // of them on each call was 140 stat calls per Create) makes this call read the list afresh.
+    let remembered = match remembered_mounts() {
+        Some(mounts) => mounts,
         None => {
             remember_mounts(list_subsystem_mount_points()?);
             remembered_mounts().unwrap_or_default()
         }
     };
+    match find_subsystem_mount_point(remembered, subsystem) {
+        Ok(mount_point) if mount_point.exists() => Ok(mount_point),
+        _ => find_subsystem_mount_point(&list_subsystem_mount_points()?, subsystem),
+    }
+}
+
+fn find_subsystem_mount_point(
+    mounts: &[PathBuf],
+    subsystem: &ControllerType,
+) -> Result<PathBuf, V1MountPointError> {
     let subsystem_name = subsystem.to_string();
     mounts
         .iter()
