@@ -44,6 +44,7 @@ mod wasi;
 mod tests;
 
 use std::path::Path;
+use std::sync::OnceLock;
 
 use wasmtime::component::{Component, Linker as ComponentLinker};
 use wasmtime::{Engine, Linker, Module};
@@ -71,13 +72,23 @@ use crate::plan::WasiPlan;
 /// `Cargo.lock` by a test, since wasmtime exposes no such constant.
 pub const WASMTIME_VERSION: &str = "48.0.8";
 
+/// A linker that cannot be built is the engine's configuration's fault.
+fn linker_err(err: wasmtime::Error) -> EngineError {
+    EngineError::Config {
+        reason: reason(&err),
+    }
+}
+
 /// One wasmtime engine with its compile cache and WASI linkers; shared by all containers of a
 /// shim.
 pub struct WasmEngine {
     engine: Engine,
     cache: CompileCache,
-    p1_linker: Linker<P1State>,
-    p2_linker: ComponentLinker<P2State>,
+    /// Built on first use: a shim that runs only modules never builds the component linker
+    /// (and the other way round). Building both took 0.4 ms of a shim's first Create, and
+    /// their tables stay in the heap every container's process inherits.
+    p1_linker: OnceLock<Linker<P1State>>,
+    p2_linker: OnceLock<ComponentLinker<P2State>>,
     /// Set for a serving engine, which loads only HTTP handlers.
     http_linker: Option<ComponentLinker<http::HttpState>>,
     share_initial_memory: bool,
@@ -113,15 +124,6 @@ impl WasmEngine {
             config.helper_args(),
         )?;
 
-        // Linkers only hold host function definitions: building them starts no runtime.
-        let mut p1_linker = Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_sync(&mut p1_linker, |s: &mut P1State| &mut s.wasi)
-            .map_err(config_err)?;
-        // Pre-snapshot modules import `wasi_unstable`; same context, older ABI.
-        wasmtime_wasi::p0::add_to_linker_sync(&mut p1_linker, |s: &mut P1State| &mut s.wasi)
-            .map_err(config_err)?;
-        let mut p2_linker = ComponentLinker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut p2_linker).map_err(config_err)?;
         let http_linker = match config.serving {
             None => None,
             Some(_) => {
@@ -134,11 +136,42 @@ impl WasmEngine {
         Ok(Self {
             engine,
             cache,
-            p1_linker,
-            p2_linker,
+            p1_linker: OnceLock::new(),
+            p2_linker: OnceLock::new(),
             http_linker,
             share_initial_memory,
         })
+    }
+
+    /// Builds ahead what loading a module needs (its linker): modules are what most wasm
+    /// images hold (Rust, C and TinyGo for WASI preview 1). A failure is left to the load.
+    pub fn warm_up(&self) {
+        let _ = self.p1_linker();
+    }
+
+    /// The linker of modules (WASI preview 1, and preview 0 for pre-snapshot modules, which
+    /// import `wasi_unstable`: same context, older ABI), built on first use.
+    fn p1_linker(&self) -> Result<&Linker<P1State>, EngineError> {
+        if let Some(linker) = self.p1_linker.get() {
+            return Ok(linker);
+        }
+        // Linkers only hold host function definitions: building them starts no runtime.
+        let mut linker = Linker::new(&self.engine);
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut P1State| &mut s.wasi)
+            .map_err(linker_err)?;
+        wasmtime_wasi::p0::add_to_linker_sync(&mut linker, |s: &mut P1State| &mut s.wasi)
+            .map_err(linker_err)?;
+        Ok(self.p1_linker.get_or_init(|| linker))
+    }
+
+    /// The linker of components (WASI preview 2), built on first use.
+    fn p2_linker(&self) -> Result<&ComponentLinker<P2State>, EngineError> {
+        if let Some(linker) = self.p2_linker.get() {
+            return Ok(linker);
+        }
+        let mut linker = ComponentLinker::new(&self.engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(linker_err)?;
+        Ok(self.p2_linker.get_or_init(|| linker))
     }
 
     /// The compile helper's job: compiles `bytes` (module or component) and stores the
@@ -234,7 +267,7 @@ impl WasmEngine {
             let (module, retained) = cached.value;
             check_module_imports(path, &module)?;
             let pre = self
-                .p1_linker
+                .p1_linker()?
                 .instantiate_pre(&module)
                 .map_err(|err| link_error(path, &err))?;
             let retained = self.retained(retained);
@@ -277,7 +310,7 @@ impl WasmEngine {
             check_component_imports(path, &component)?;
             let linked = match &self.http_linker {
                 None => Linked::Component(
-                    self.p2_linker
+                    self.p2_linker()?
                         .instantiate_pre(&component)
                         .map_err(|err| link_error(path, &err))?,
                 ),

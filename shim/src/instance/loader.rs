@@ -27,11 +27,13 @@ pub const CACHE_MAX_MB_ENV: &str = "WASMPOD_CACHE_MAX_MB";
 /// Turns a spec's process into a workload; holds the shim's wasmtime engines, each made on
 /// first use (a shim that only runs native containers never builds one): one for programs
 /// that run to completion, and one each for serving HTTP handlers with and without metering.
+/// A slot holds `None` when its engine could not be built (the configuration is wrong: the
+/// next use builds again, to report why).
 #[derive(Default)]
 pub struct Loader {
-    engine: OnceLock<Arc<WasmEngine>>,
-    serving: OnceLock<Arc<WasmEngine>>,
-    metered: OnceLock<Arc<WasmEngine>>,
+    engine: OnceLock<Option<Arc<WasmEngine>>>,
+    serving: OnceLock<Option<Arc<WasmEngine>>>,
+    metered: OnceLock<Option<Arc<WasmEngine>>>,
     seccomp_dir: OnceLock<PathBuf>,
 }
 
@@ -42,16 +44,51 @@ impl Loader {
             Some(Serving { metering: false }) => &self.serving,
             Some(Serving { metering: true }) => &self.metered,
         };
-        if let Some(engine) = slot.get() {
-            return Ok(engine.clone());
-        }
-        let config = EngineConfig {
-            compile_helper: shim_binary(),
-            serving,
-            ..engine_config_from_env()
+        let build = || {
+            WasmEngine::new(EngineConfig {
+                compile_helper: shim_binary(),
+                serving,
+                ..engine_config_from_env()
+            })
         };
-        let engine = Arc::new(WasmEngine::new(config)?);
-        Ok(slot.get_or_init(|| engine).clone())
+        // One build per slot: a Create that comes while `warm_up`'s build runs waits for it
+        // rather than building a second engine.
+        let mut failure = None;
+        let built = slot.get_or_init(|| build().map(Arc::new).map_err(|e| failure = Some(e)).ok());
+        match (built, failure) {
+            (Some(engine), _) => Ok(engine.clone()),
+            (None, Some(err)) => Err(err.into()),
+            (None, None) => Err(build()
+                .err()
+                .unwrap_or_else(|| crate::engine::EngineError::Config {
+                    reason: "the engine failed to build before and built now".into(),
+                })
+                .into()),
+        }
+    }
+
+    /// Builds the engine for programs that run to completion, unless `wanted` (run first,
+    /// in the same thread) says no: in a thread of its own, while containerd has yet to send
+    /// the first Create, which so no longer builds it (0.5 ms: wasmtime's engine, the compile
+    /// cache and the module linker). A failure is reported by the Create that needs it.
+    pub fn warm_up(self: &Arc<Self>, wanted: impl FnOnce() -> bool + Send + 'static) {
+        let loader = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("engine-warm-up".into())
+            .spawn(move || {
+                // A container's builder forks from another thread meanwhile (a native
+                // container needs no engine): it waits for the build, so that no lock the
+                // build takes (the environment's, wasmtime's) is held for ever in its child.
+                let _gate = crate::fork_gate::shared();
+                if wanted() {
+                    if let Ok(engine) = loader.engine(None) {
+                        engine.warm_up();
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            debug!("no engine warm-up: {e}");
+        }
     }
 
     /// Finds `process.args[0]` in `rootfs`, else among the image's wasm layers; decides what it

@@ -34,6 +34,9 @@ pub use loader::{compile_stdin_into_cache, Loader, CACHE_DIR_ENV, CACHE_MAX_MB_E
 /// The CRI's annotation naming a container's image: used when the container record has none.
 pub const CRI_IMAGE_ANNOTATION: &str = "io.kubernetes.cri.image-name";
 
+/// The CRI's annotation of a container's kind: `sandbox` for a pod's pause container.
+pub const CRI_CONTAINER_TYPE_ANNOTATION: &str = "io.kubernetes.cri.container-type";
+
 /// Builds containers.
 pub struct ContainerFactory {
     loader: Arc<Loader>,
@@ -50,6 +53,21 @@ impl ContainerFactory {
             log_fd,
             images,
         }
+    }
+
+    /// Builds the wasm engine ahead, while containerd has yet to send the first Create,
+    /// unless that container (in `bundle`) is a pod's sandbox, which runs no wasm.
+    pub fn warm_up(&self, bundle: PathBuf) {
+        self.loader.warm_up(move || {
+            let spec = crate::isolation::load_spec(&bundle).ok();
+            let kind = spec.as_ref().and_then(|s| {
+                s.annotations()
+                    .as_ref()?
+                    .get(CRI_CONTAINER_TYPE_ANNOTATION)
+                    .cloned()
+            });
+            kind.as_deref() != Some("sandbox")
+        });
     }
 
     fn image_layers(&self, id: &str, spec: &Spec) -> ImageLayers {

@@ -235,8 +235,12 @@ impl Shim for Service {
         };
         let images =
             (!self.address.is_empty()).then(|| ImageSource::new(&self.address, &self.namespace));
+        let factory = ContainerFactory::new(log_fd, images);
+        if let Ok(bundle) = std::env::current_dir() {
+            factory.warm_up(bundle);
+        }
         let tasks = Arc::new(Tasks::new(
-            ContainerFactory::new(log_fd, images),
+            factory,
             Publisher::new(publisher, &self.namespace),
         ));
         tokio::spawn(forward_exits(tasks.clone()));
