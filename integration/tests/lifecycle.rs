@@ -198,3 +198,60 @@ fn twenty_detached_sleepers_end_on_sigterm() -> Result<()> {
         Ok(())
     })
 }
+
+/// KiB of `pid`'s memory mapped from the shim's binary (its code and read-only data).
+fn shim_binary_rss_kb(pid: u32) -> Result<u64> {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps"))?;
+    let mut total = 0;
+    let mut ours = false;
+    for line in smaps.lines() {
+        let mut fields = line.split_whitespace();
+        let first = fields.next().unwrap_or_default();
+        if first.contains('-') && !first.ends_with(':') {
+            ours = line.ends_with(wasmpod_integration::paths::SHIM_BINARY);
+        } else if ours && first == "Rss:" {
+            total += fields
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    Ok(total)
+}
+
+/// Once a running container has been quiet for a while, its shim and its process unmap the
+/// code their start ran (`shim/src/idle.rs`): what they map of the shim's binary falls by
+/// more than half. The container goes on: it ticks, and SIGTERM still ends it with 143.
+#[test]
+fn a_quiet_container_unmaps_its_start_code_and_goes_on() -> Result<()> {
+    with_containerd(|ctd| {
+        let img = images().wasm("sleeper")?;
+        let run = ctd.import(&img)?.run(&img).spawn()?;
+        let task = run.task();
+        wait_ticks(&run, 1)?;
+        let pids = [ctd.shim_pid(task.id())?, task.pid()?];
+        let before = [shim_binary_rss_kb(pids[0])?, shim_binary_rss_kb(pids[1])?];
+        ensure!(
+            before.iter().all(|&kb| kb > 0),
+            "nothing mapped: {before:?}"
+        );
+        let released = wasmpod_integration::process::poll(
+            "the start code unmapped",
+            Duration::from_secs(20),
+            || {
+                let now = [shim_binary_rss_kb(pids[0])?, shim_binary_rss_kb(pids[1])?];
+                Ok((now[0] < before[0] / 2 && now[1] < before[1] * 3 / 4).then_some(now))
+            },
+        );
+        let after = released.map_err(|e| {
+            anyhow::anyhow!("{e}: shim and container mapped {before:?} KiB at the first tick")
+        })?;
+        let seen = ticks(&run.stdout_so_far());
+        wait_ticks(&run, seen + 2)?;
+        task.kill("SIGTERM")?;
+        let out = run.wait(WAIT)?;
+        out.expect_code(143)?;
+        eprintln!("mapped of the shim's binary, KiB (shim, container): {before:?} -> {after:?}");
+        Ok(())
+    })
+}

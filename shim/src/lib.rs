@@ -15,11 +15,13 @@
 //! - [`image`]: the container's image through containerd's API: wasm layers kept as content.
 //! - [`error`]: the crate error and its single mapping to ttrpc codes.
 //! - [`fork_gate`]: the lock that keeps forks out of sections whose locks children need.
+//! - [`idle`]: what a shim or guest process gives back once started: freed heap, start code.
 //! - [`stages`]: per-stage timing of create, start, run and delete, logged at debug level.
 
 pub mod engine;
 pub mod error;
 pub mod fork_gate;
+pub mod idle;
 pub mod image;
 pub mod instance;
 pub mod isolation;

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use containerd_shim::api::{
@@ -21,6 +22,7 @@ use super::lifetime::Lifetime;
 use super::logger::LogFollower;
 use super::metrics;
 use crate::error::{Error, Result};
+use crate::idle::IdleRelease;
 use crate::instance::ContainerFactory;
 use crate::task::{CreateRequest, ExecRequest, RootfsMount, Tasks};
 
@@ -35,7 +37,12 @@ pub struct TaskService {
     lifetime: Arc<Lifetime>,
     /// Where the shim log goes: told of Creates and Deletes.
     log: Arc<LogFollower>,
+    /// Gives back the start's pages once no Start came for a while.
+    idle: IdleRelease,
 }
+
+/// How long a shim waits after its last Start before it releases the start's pages.
+const RELEASE_WHEN_QUIET: Duration = Duration::from_secs(2);
 
 impl TaskService {
     /// Serves `tasks`, exiting as `lifetime` decides, its log following them.
@@ -44,6 +51,7 @@ impl TaskService {
             tasks,
             lifetime,
             log,
+            idle: IdleRelease::after(RELEASE_WHEN_QUIET),
         }
     }
 }
@@ -156,6 +164,7 @@ impl Task for TaskService {
             "" => self.tasks.start(&req.id).await?,
             exec_id => self.tasks.start_exec(&req.id, exec_id).await?,
         };
+        self.idle.touch();
         Ok(StartResponse {
             pid,
             ..Default::default()
