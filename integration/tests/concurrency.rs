@@ -100,6 +100,10 @@ fn concurrent_execs_and_creates_in_one_pod_never_hang() -> Result<()> {
             started.elapsed(),
             failures.len()
         );
+        // The failures first: a stop that fails after them must not hide them.
+        for f in &failures {
+            eprintln!("{f}");
+        }
         for task in [wasm_task, native_task] {
             task.kill("SIGKILL")?;
             task.wait_for_exit(WAIT)?;
