@@ -67,7 +67,8 @@ pub fn get_subsystem_mount_point(subsystem: &ControllerType) -> Result<PathBuf, 
     // parsing /proc/self/mountinfo for each of a container's twelve subsystems took 1.5 ms of
     // its Create, more on a node with many mounts; cgroup hierarchies are mounted at boot and
     // stay. A listed mount point that is gone (only the one asked for is checked: checking all
-    // of them on each call was 140 stat calls per Create) makes this call read the list afresh.
+    // of them on each call was 140 stat calls per Create) makes this call read the list afresh;
+    // a subsystem the list lacks (not mounted on this node) is not found, without a new read.
     let remembered = match remembered_mounts() {
         Some(mounts) => mounts,
         None => {
@@ -76,8 +77,10 @@ pub fn get_subsystem_mount_point(subsystem: &ControllerType) -> Result<PathBuf, 
         }
     };
     match find_subsystem_mount_point(remembered, subsystem) {
-        Ok(mount_point) if mount_point.exists() => Ok(mount_point),
-        _ => find_subsystem_mount_point(&list_subsystem_mount_points()?, subsystem),
+        Ok(mount_point) if !mount_point.exists() => {
+            find_subsystem_mount_point(&list_subsystem_mount_points()?, subsystem)
+        }
+        found => found,
     }
 }
 
