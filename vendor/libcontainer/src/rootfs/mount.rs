@@ -1631,8 +1631,14 @@ mod tests {
 /// component with `mkdirat` on that fd is as safe: one name, no path walk, and an existing
 /// entry (a symlink too) makes it fail, which falls back to `mkdir_all`.
 fn make_dir_all(root: &Root, path: &Path, perm: &Permissions) -> std::result::Result<(), pathrs::error::Error> {
-    if root.resolve(path).is_ok() {
-        return Ok(());
+    // An existing directory is done; anything else there goes to `mkdir_all`, for its error.
+    if let Ok(existing) = root.resolve(path) {
+        let is_dir = nix::sys::stat::fstat(std::os::fd::AsRawFd::as_raw_fd(&existing.as_fd()))
+            .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
+        if is_dir {
+            return Ok(());
+        }
+        return root.mkdir_all(path, perm).map(|_| ());
     }
     if let (Some(parent), Some(name)) = (path.parent(), path.file_name()) {
         if let Ok(parent) = root.resolve(parent) {
