@@ -1,13 +1,14 @@
 //! Isolation parity with runc: what a process under io.containerd.wasmpod.v1 may do must be
 //! what the same process under runc may do: capabilities, no_new_privs, seccomp, user ids,
-//! a read-only rootfs, and file permissions on bind mounts for a non-root user.
+//! a read-only rootfs, file permissions on bind mounts for a non-root user, and a network
+//! namespace of each container's own.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use anyhow::{ensure, Result};
-use wasmpod_integration::{images, with_containerd, with_containerd_env, Output};
+use wasmpod_integration::{images, paths, system, with_containerd, with_containerd_env, Output};
 
 /// Lines of /proc/self/status compared between runtimes.
 const STATUS_FIELDS: &[&str] = &["CapEff", "CapBnd", "NoNewPrivs", "Seccomp"];
@@ -233,6 +234,55 @@ fn a_kept_seccomp_filter_confines_like_a_compiled_one() -> Result<()> {
             );
         }
         ensure!(kept() == files, "still one filter: {:?}", kept());
+        Ok(())
+    })
+}
+
+/// Each container has a network namespace of its own, whether its shim made it ahead (a new
+/// shim's first container, `netns_ahead`) or its init did: not the node's, not its shim's, not
+/// another container's, holding a loopback device and nothing else. The shim keeps no
+/// descriptor of one once the container is built.
+#[test]
+fn each_container_has_a_network_namespace_of_its_own() -> Result<()> {
+    with_containerd(|ctd| {
+        let sleeper = images().wasm("sleeper")?;
+        let bb = images().busybox()?;
+        ctd.import(&sleeper)?;
+        ctd.import(&bb)?;
+        let netns = |pid: u32| fs::read_link(format!("/proc/{pid}/ns/net"));
+        let node = fs::read_link("/proc/self/ns/net")?;
+        let first = ctd.run(&sleeper).detach()?;
+        let second = ctd.run(&sleeper).detach()?;
+        let (a, b) = (netns(first.pid()?)?, netns(second.pid()?)?);
+        ensure!(
+            a != node && b != node && a != b,
+            "network namespaces: node {node:?}, first {a:?}, second {b:?}"
+        );
+        let shims = system::shims_of(&ctd.socket().to_string_lossy(), paths::SHIM_BINARY);
+        ensure!(shims.len() == 2, "shims: {shims:?}");
+        for shim in &shims {
+            let own = fs::read_link(format!("/proc/{}/ns/net", shim.pid))?;
+            ensure!(own == node, "shim {} is in {own:?}", shim.pid);
+            let held: Vec<_> = fs::read_dir(format!("/proc/{}/fd", shim.pid))?
+                .flatten()
+                .filter_map(|fd| fs::read_link(fd.path()).ok())
+                .filter(|target| target.to_string_lossy().starts_with("net:["))
+                .collect();
+            ensure!(held.is_empty(), "shim {} holds {held:?}", shim.pid);
+        }
+
+        let out = ctd.run(&bb).args(["-c", "cat /proc/net/dev"]).exec()?;
+        out.success()?;
+        let devices: Vec<&str> = out
+            .stdout
+            .lines()
+            .skip(2)
+            .filter_map(|l| Some(l.split_once(':')?.0.trim()))
+            .collect();
+        ensure!(
+            devices == ["lo"],
+            "devices in a new namespace: {devices:?}\n{out}"
+        );
         Ok(())
     })
 }

@@ -13,7 +13,7 @@ mod loader;
 
 use std::os::fd::RawFd;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use log::warn;
 use oci_spec::runtime::{LinuxResources, Spec};
@@ -21,7 +21,9 @@ use oci_spec::runtime::{LinuxResources, Spec};
 use crate::error::{Error, Result};
 use crate::image::ImageSource;
 use crate::isolation::rootfs;
-use crate::isolation::{CgroupStats, ContainerConfig, Layout, LinuxContainer, Workload};
+use crate::isolation::{
+    CgroupStats, ContainerConfig, Layout, LinuxContainer, NetnsAhead, Workload,
+};
 use crate::stages::Stages;
 use crate::task::{
     CreateRequest, ExecProcess, ExecRequest, ExitReason, Instance, InstanceFactory, OutputDrained,
@@ -42,6 +44,8 @@ pub struct ContainerFactory {
     loader: Arc<Loader>,
     log_fd: Option<RawFd>,
     images: Option<ImageSource>,
+    /// The first container's network namespace, made while containerd connects.
+    netns_ahead: OnceLock<NetnsAhead>,
 }
 
 impl ContainerFactory {
@@ -52,12 +56,15 @@ impl ContainerFactory {
             loader: Arc::new(Loader::default()),
             log_fd,
             images,
+            netns_ahead: OnceLock::new(),
         }
     }
 
     /// Builds the wasm engine ahead, while containerd has yet to send the first Create,
-    /// unless that container (in `bundle`) is a pod's sandbox, which runs no wasm.
+    /// unless that container (in `bundle`) is a pod's sandbox, which runs no wasm; and makes
+    /// its network namespace ahead where it may ([`NetnsAhead`]).
     pub fn warm_up(&self, bundle: PathBuf) {
+        let _ = self.netns_ahead.set(NetnsAhead::start(bundle.clone()));
         self.loader.warm_up(move || {
             let spec = crate::isolation::load_spec(&bundle).ok();
             let kind = spec.as_ref().and_then(|s| {
@@ -129,6 +136,7 @@ impl InstanceFactory for ContainerFactory {
                     io,
                     log_fd: self.log_fd,
                     seccomp_dir: Some(self.loader.seccomp_dir().to_path_buf()),
+                    netns: self.netns_ahead.get().and_then(|n| n.take(&req.bundle)),
                 })?;
                 stages.mark("container (libcontainer: cgroup, clone, namespaces, pivot_root)");
                 match io::attach(&req.id, prepared, &streams) {

@@ -1,7 +1,7 @@
 //! One Linux container built by libcontainer, and its control: start, signals, freezer,
 //! limits, delete.
 
-use std::os::fd::RawFd;
+use std::os::fd::{OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
@@ -17,7 +17,7 @@ use super::builder::{in_builder_process, BuildResult};
 use super::bundle::{self, PreparedBundle};
 use super::cgroup::{Cgroup, CgroupStats};
 use super::executor::WorkloadExecutor;
-use super::{chain, IsolationError, ProcessIo, Workload};
+use super::{chain, netns_ahead, IsolationError, ProcessIo, Workload};
 
 /// What it takes to build a container.
 pub struct ContainerConfig {
@@ -35,6 +35,8 @@ pub struct ContainerConfig {
     pub log_fd: Option<RawFd>,
     /// Where compiled seccomp filters are kept (`seccomp_filters`); None: the init compiles.
     pub seccomp_dir: Option<PathBuf>,
+    /// A network namespace made ahead for this container ([`super::NetnsAhead`]).
+    pub netns: Option<OwnedFd>,
 }
 
 /// A container in the Created state or later.
@@ -63,7 +65,12 @@ impl LinuxContainer {
             io,
             log_fd,
             seccomp_dir,
+            netns,
         } = config;
+        let mut spec = spec;
+        if let Some(made) = netns.as_ref().filter(|_| netns_ahead::wants_fresh(&spec)) {
+            netns_ahead::join(&mut spec, made);
+        }
         let owns_pid_namespace = owns_pid_namespace(&spec);
         if let Some(dir) = &seccomp_dir {
             super::seccomp_filters::offer(&spec, dir);
@@ -83,6 +90,8 @@ impl LinuxContainer {
                 reason: chain(&e),
             })
         });
+        // The init has joined it (or failed): the shim holds it no longer.
+        drop(netns);
         let container = match built {
             Ok(c) => c,
             Err(e) => {

@@ -6,7 +6,8 @@
 //! [`Workload`]. It owns the fork (in a builder process forked with glibc's `fork()` from a
 //! thread with no tokio context, see `builder`, so no child can inherit a held lock), the file
 //! descriptors the child keeps, the signals PID 1 must honour, the name `ps` shows for an
-//! in-process workload, and the cgroup operations.
+//! in-process workload, the cgroup operations, and the network namespace a new shim makes for
+//! its first container before Create arrives (`netns_ahead`).
 
 mod builder;
 mod bundle;
@@ -14,6 +15,7 @@ mod cgroup;
 mod cgroup_path;
 mod container;
 mod executor;
+mod netns_ahead;
 mod process_io;
 pub mod rootfs;
 pub mod seccomp_filters;
@@ -25,6 +27,7 @@ pub use cgroup::{remember_mount_points, CgroupStats, Layout};
 pub use cgroup_path::cgroupfs_path;
 pub use container::{remove_leftovers, signal, ContainerConfig, LinuxContainer};
 pub use executor::{reset_environment, Guest, Workload};
+pub use netns_ahead::NetnsAhead;
 pub use process_io::ProcessIo;
 
 use std::path::PathBuf;
