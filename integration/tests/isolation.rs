@@ -6,9 +6,13 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
-use wasmpod_integration::{images, paths, system, with_containerd, with_containerd_env, Output};
+use wasmpod_integration::{
+    images, paths, system, with_containerd, with_containerd_env, Containerd, Output,
+};
 
 /// Lines of /proc/self/status compared between runtimes.
 const STATUS_FIELDS: &[&str] = &["CapEff", "CapBnd", "NoNewPrivs", "Seccomp"];
@@ -263,13 +267,8 @@ fn each_container_has_a_network_namespace_of_its_own() -> Result<()> {
         for shim in &shims {
             let own = fs::read_link(format!("/proc/{}/ns/net", shim.pid))?;
             ensure!(own == node, "shim {} is in {own:?}", shim.pid);
-            let held: Vec<_> = fs::read_dir(format!("/proc/{}/fd", shim.pid))?
-                .flatten()
-                .filter_map(|fd| fs::read_link(fd.path()).ok())
-                .filter(|target| target.to_string_lossy().starts_with("net:["))
-                .collect();
-            ensure!(held.is_empty(), "shim {} holds {held:?}", shim.pid);
         }
+        shims_hold_no_network_namespace(ctd, 2)?;
 
         let out = ctd.run(&bb).args(["-c", "cat /proc/net/dev"]).exec()?;
         out.success()?;
@@ -283,6 +282,70 @@ fn each_container_has_a_network_namespace_of_its_own() -> Result<()> {
             devices == ["lo"],
             "devices in a new namespace: {devices:?}\n{out}"
         );
+        Ok(())
+    })
+}
+
+/// Checks that the daemon has `count` wasmpod shims and that none holds a descriptor of a
+/// network namespace; returns their pids.
+fn shims_hold_no_network_namespace(ctd: &Containerd, count: usize) -> Result<Vec<i32>> {
+    let shims = system::shims_of(&ctd.socket().to_string_lossy(), paths::SHIM_BINARY);
+    ensure!(shims.len() == count, "shims: {shims:?}");
+    for shim in &shims {
+        let held: Vec<_> = fs::read_dir(format!("/proc/{}/fd", shim.pid))?
+            .flatten()
+            .filter_map(|fd| fs::read_link(fd.path()).ok())
+            .filter(|target| target.to_string_lossy().starts_with("net:["))
+            .collect();
+        ensure!(held.is_empty(), "shim {} holds {held:?}", shim.pid);
+    }
+    Ok(shims.iter().map(|s| s.pid).collect())
+}
+
+/// A group shim whose first container fails its Create (an invalid module) lets go of the
+/// network namespace it made ahead for it at once, and the group's next container runs in it.
+#[test]
+fn a_first_create_that_fails_lets_go_of_the_namespace_made_ahead() -> Result<()> {
+    // Long enough for the next container to come within it; short enough to wait for the
+    // shim to leave at the end.
+    with_containerd_env(&[("WASMPOD_GROUP_LINGER_MS", "3000")], |ctd| {
+        let bad = images().bad("invalid")?;
+        let sleeper = images().wasm("sleeper")?;
+        ctd.import(&bad)?;
+        ctd.import(&sleeper)?;
+        let group = format!("{}=netns-ahead", paths::GROUP_ANNOTATION);
+        let out = ctd
+            .run(&bad)
+            .flag("--annotation")
+            .flag(group.clone())
+            .exec()?;
+        ensure!(out.code() != 0, "an invalid module ran: {out}");
+        // The group's shim lingers, with no container.
+        let lingering = shims_hold_no_network_namespace(ctd, 1)?;
+        let next = ctd
+            .run(&sleeper)
+            .flag("--annotation")
+            .flag(group)
+            .detach()?;
+        next.wait_for_status("RUNNING", Duration::from_secs(15))?;
+        let serving = shims_hold_no_network_namespace(ctd, 1)?;
+        ensure!(
+            serving == lingering,
+            "the group's shim changed: {lingering:?}, then {serving:?}"
+        );
+        next.kill("SIGKILL")?;
+        next.wait_for_exit(Duration::from_secs(15))?;
+        let left = Instant::now();
+        while serving
+            .iter()
+            .any(|pid| Path::new(&format!("/proc/{pid}")).exists())
+        {
+            ensure!(
+                left.elapsed() < Duration::from_secs(20),
+                "the group's shim {serving:?} did not leave after its linger"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
         Ok(())
     })
 }

@@ -95,6 +95,8 @@ impl InstanceFactory for ContainerFactory {
 
     fn create(&self, req: &CreateRequest) -> Result<Container> {
         let mut stages = Stages::new(format!("{}: create", req.id));
+        // Taken first, so that a Create failing before the build lets it go too.
+        let netns = self.netns_ahead.get().and_then(|n| n.take(&req.bundle));
         let spec = crate::isolation::load_spec(&req.bundle)?;
         stages.mark("spec");
         let rootfs = match spec.root() {
@@ -136,7 +138,7 @@ impl InstanceFactory for ContainerFactory {
                     io,
                     log_fd: self.log_fd,
                     seccomp_dir: Some(self.loader.seccomp_dir().to_path_buf()),
-                    netns: self.netns_ahead.get().and_then(|n| n.take(&req.bundle)),
+                    netns,
                 })?;
                 stages.mark("container (libcontainer: cgroup, clone, namespaces, pivot_root)");
                 match io::attach(&req.id, prepared, &streams) {
