@@ -132,6 +132,27 @@ pub fn shims_of(address: &str, binary: &str) -> Vec<Proc> {
         .collect()
 }
 
+/// Whether process `pid` exists.
+pub fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Polls until process `pid` is gone, up to `timeout`; returns how long it took.
+///
+/// # Errors
+/// When it is still there after `timeout`.
+pub fn gone_within(pid: u32, timeout: std::time::Duration) -> anyhow::Result<std::time::Duration> {
+    let start = std::time::Instant::now();
+    while alive(pid) {
+        anyhow::ensure!(
+            start.elapsed() < timeout,
+            "process {pid} still there after {timeout:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Ok(start.elapsed())
+}
+
 /// Where shims put their ttrpc sockets, whatever the daemon's own dirs.
 pub const SHIM_SOCKET_DIR: &str = "/run/containerd/s";
 

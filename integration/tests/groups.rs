@@ -4,10 +4,11 @@
 
 use std::path::Path;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use wasmpod_integration::paths::GROUP_ANNOTATION;
+use wasmpod_integration::system::{alive, gone_within};
 use wasmpod_integration::{images, with_containerd_env, Containerd};
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -24,23 +25,6 @@ fn group_flag(group: &str) -> String {
 /// The socket file of a `unix://` shim address.
 fn socket_file(address: &str) -> &Path {
     Path::new(address.strip_prefix("unix://").unwrap_or(address))
-}
-
-fn alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-}
-
-/// Polls until `pid` is gone, up to `timeout`; returns how long it took.
-fn gone_within(pid: u32, timeout: Duration) -> Result<Duration> {
-    let start = Instant::now();
-    while alive(pid) {
-        ensure!(
-            start.elapsed() < timeout,
-            "shim {pid} still there after {timeout:?}"
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
-    Ok(start.elapsed())
 }
 
 /// Kills task `id` and deletes it and its container.

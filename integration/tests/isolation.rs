@@ -6,8 +6,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{ensure, Result};
 use wasmpod_integration::{
@@ -262,13 +261,10 @@ fn each_container_has_a_network_namespace_of_its_own() -> Result<()> {
             a != node && b != node && a != b,
             "network namespaces: node {node:?}, first {a:?}, second {b:?}"
         );
-        let shims = system::shims_of(&ctd.socket().to_string_lossy(), paths::SHIM_BINARY);
-        ensure!(shims.len() == 2, "shims: {shims:?}");
-        for shim in &shims {
-            let own = fs::read_link(format!("/proc/{}/ns/net", shim.pid))?;
-            ensure!(own == node, "shim {} is in {own:?}", shim.pid);
+        for shim in shims_hold_no_network_namespace(ctd, 2)? {
+            let own = fs::read_link(format!("/proc/{shim}/ns/net"))?;
+            ensure!(own == node, "shim {shim} is in {own:?}");
         }
-        shims_hold_no_network_namespace(ctd, 2)?;
 
         let out = ctd.run(&bb).args(["-c", "cat /proc/net/dev"]).exec()?;
         out.success()?;
@@ -335,16 +331,8 @@ fn a_first_create_that_fails_lets_go_of_the_namespace_made_ahead() -> Result<()>
         );
         next.kill("SIGKILL")?;
         next.wait_for_exit(Duration::from_secs(15))?;
-        let left = Instant::now();
-        while serving
-            .iter()
-            .any(|pid| Path::new(&format!("/proc/{pid}")).exists())
-        {
-            ensure!(
-                left.elapsed() < Duration::from_secs(20),
-                "the group's shim {serving:?} did not leave after its linger"
-            );
-            std::thread::sleep(Duration::from_millis(100));
+        for shim in serving {
+            system::gone_within(shim.unsigned_abs(), Duration::from_secs(20))?;
         }
         Ok(())
     })
