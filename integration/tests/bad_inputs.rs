@@ -78,20 +78,23 @@ fn missing_entrypoint_is_named() -> Result<()> {
     })
 }
 
-/// A logging program (`ctr run --log-uri binary://...`) is refused, naming the URI.
+/// A logging program (`ctr run --log-uri binary://...`) that does not exist: Create fails,
+/// naming the URI.
 #[test]
-fn a_binary_log_uri_is_refused_naming_it() -> Result<()> {
+fn a_missing_logging_program_is_refused_naming_it() -> Result<()> {
     with_containerd(|ctd| {
         let img = images().wasm("hello")?;
         let out = ctd
             .import(&img)?
             .run(&img)
-            .flag("--log-uri=binary:///bin/cat")
+            .flag("--log-uri=binary:///nonexistent/wasmpod-logger")
             .timeout(Duration::from_secs(30))
             .exec()?;
-        ensure!(out.code() != 0, "ran with a logging program: {out}");
+        ensure!(out.code() != 0, "ran without its logging program: {out}");
         ensure!(
-            out.mentions_any(&["binary:///bin/cat: wasmpod takes file:// log uris only"]),
+            out.mentions_any(&[
+                "binary:///nonexistent/wasmpod-logger: cannot run the logging program"
+            ]),
             "{out}"
         );
         Ok(())

@@ -42,6 +42,55 @@ fn a_file_log_uri_gets_the_output() -> Result<()> {
     })
 }
 
+/// `ctr run --log-uri binary://...` (nerdctl's log drivers are such programs): the logging
+/// program gets the output on its fds 3 and 4, the container's id and namespace in its
+/// environment and the URI's query as arguments, and leaves once the container is gone.
+#[test]
+fn a_logging_program_gets_the_output() -> Result<()> {
+    with_containerd(|ctd| {
+        let img = images().wasm("hello")?;
+        ctd.import(&img)?;
+        let dir = ctd.dir().join("logger");
+        std::fs::create_dir_all(&dir)?;
+        let logger = dir.join("logger.sh");
+        std::fs::write(
+            &logger,
+            "#!/bin/sh\nd=$2\necho \"$CONTAINER_NAMESPACE $CONTAINER_ID\" > $d/who\nexec 5>&-\n\
+             /bin/cat <&3 > $d/stdout &\n/bin/cat <&4 > $d/stderr\nwait\n/bin/touch $d/done\n",
+        )?;
+        std::fs::set_permissions(&logger, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+        let uri = format!(
+            "--log-uri=binary://{}?dir={}",
+            logger.display(),
+            dir.display()
+        );
+        let run = ctd.run(&img).flag(&uri);
+        let id = run.container_id().to_string();
+        let out = run.exec()?;
+        out.success()?;
+        ensure!(out.stdout.is_empty(), "ctr printed the output: {out}");
+        let done = dir.join("done");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !done.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        ensure!(
+            done.exists(),
+            "the logging program did not leave after the container"
+        );
+        let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+        ensure!(
+            read("stdout") == "hello from wasmpod\n",
+            "stdout: {:?}",
+            read("stdout")
+        );
+        ensure!(read("stderr").is_empty(), "stderr: {:?}", read("stderr"));
+        let who = format!("{} {id}\n", ctd.namespace());
+        ensure!(read("who") == who, "who: {:?}, want {who:?}", read("who"));
+        Ok(())
+    })
+}
+
 /// A WASI p2 component (wasi:cli/run) prints its line and exits 0.
 #[test]
 fn hello_component() -> Result<()> {

@@ -7,6 +7,7 @@
 //! what is left is wasmtime's process-wide code registry, written when a program is loaded or
 //! dropped and read by a container's guest on every trap. Those operations run under
 //! [`shared`]; the fork runs under [`exclusive`], so it never happens in the middle of one.
+//! So does handing a logging program its pipes (`stdio`), whose ends no fork may inherit.
 //!
 //! It must not be held across anything slow (a compile): forks would wait for it.
 

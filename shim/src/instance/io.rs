@@ -12,6 +12,8 @@ use crate::task::OutputDrained;
 
 /// containerd's stdio fields for one process.
 pub(super) struct Streams<'a> {
+    /// Whom a `binary://` log URI's program logs for.
+    pub owner: stdio::LogOwner<'a>,
     pub terminal: bool,
     pub stdin: &'a str,
     pub stdout: &'a str,
@@ -34,7 +36,7 @@ pub(super) fn prepare(
         let pending = socket.receive_in_background(size)?;
         return Ok((io, Prepared::Console(pending)));
     }
-    let fds = stdio::open(streams.stdin, streams.stdout, streams.stderr)?;
+    let fds = stdio::open(streams.stdin, streams.stdout, streams.stderr, streams.owner)?;
     let held = HeldOutput::of(&fds)?;
     Ok((ProcessIo::Fds(fds), Prepared::Fifos(held)))
 }

@@ -25,6 +25,7 @@ use crate::isolation::{
     CgroupStats, ContainerConfig, Layout, LinuxContainer, NetnsAhead, Workload,
 };
 use crate::stages::Stages;
+use crate::stdio::LogOwner;
 use crate::task::{
     CreateRequest, ExecProcess, ExecRequest, ExitReason, Instance, InstanceFactory, OutputDrained,
 };
@@ -44,18 +45,22 @@ pub struct ContainerFactory {
     loader: Arc<Loader>,
     log_fd: Option<RawFd>,
     images: Option<ImageSource>,
+    /// The containerd namespace of its containers.
+    namespace: String,
     /// The first container's network namespace, made while containerd connects.
     netns_ahead: OnceLock<NetnsAhead>,
 }
 
 impl ContainerFactory {
-    /// A factory whose containers keep `log_fd` (the shim log) open for their failure reports
-    /// and find raw wasm layers through `images` (none: programs must be in the rootfs).
-    pub fn new(log_fd: Option<RawFd>, images: Option<ImageSource>) -> Self {
+    /// A factory of containers of containerd `namespace`, which keep `log_fd` (the shim log)
+    /// open for their failure reports and find raw wasm layers through `images` (none:
+    /// programs must be in the rootfs).
+    pub fn new(log_fd: Option<RawFd>, images: Option<ImageSource>, namespace: &str) -> Self {
         Self {
             loader: Arc::new(Loader::default()),
             log_fd,
             images,
+            namespace: namespace.to_owned(),
             netns_ahead: OnceLock::new(),
         }
     }
@@ -117,6 +122,10 @@ impl InstanceFactory for ContainerFactory {
         let image = Arc::new(self.image_layers(&req.id, &spec));
         stages.mark("image layers");
         let streams = Streams {
+            owner: LogOwner {
+                id: &req.id,
+                namespace: &self.namespace,
+            },
             terminal: req.terminal,
             stdin: &req.stdin,
             stdout: &req.stdout,
@@ -168,6 +177,7 @@ impl InstanceFactory for ContainerFactory {
                 image,
                 loader: self.loader.clone(),
                 log_fd: self.log_fd,
+                namespace: self.namespace.clone(),
                 output: Mutex::new(output),
                 oom_report,
             }),
@@ -191,6 +201,8 @@ pub struct Container {
     image: Arc<ImageLayers>,
     loader: Arc<Loader>,
     log_fd: Option<RawFd>,
+    /// Its containerd namespace (its execs' logging programs are told).
+    namespace: String,
     /// The init process's terminal, when containerd asked for one, or its held fifos.
     output: Mutex<Output>,
     /// Where a wasm init process reports running out of memory.
@@ -293,6 +305,7 @@ impl Instance for Container {
             label,
             workload,
             log_fd: self.log_fd,
+            namespace: self.namespace.clone(),
             terminal: Mutex::default(),
         })
     }
@@ -305,6 +318,7 @@ pub struct ContainerExec {
     label: String,
     workload: Workload,
     log_fd: Option<RawFd>,
+    namespace: String,
     terminal: Mutex<ExecTerminal>,
 }
 
@@ -333,6 +347,10 @@ impl ExecProcess for ContainerExec {
     fn start(&self) -> Result<u32> {
         let r = &self.request;
         let streams = Streams {
+            owner: LogOwner {
+                id: &r.exec_id,
+                namespace: &self.namespace,
+            },
             terminal: r.terminal,
             stdin: &r.stdin,
             stdout: &r.stdout,

@@ -235,7 +235,7 @@ impl Shim for Service {
         };
         let images =
             (!self.address.is_empty()).then(|| ImageSource::new(&self.address, &self.namespace));
-        let factory = ContainerFactory::new(log_fd, images);
+        let factory = ContainerFactory::new(log_fd, images, &self.namespace);
         if let Ok(bundle) = std::env::current_dir() {
             factory.warm_up(bundle);
         }

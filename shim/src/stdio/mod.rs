@@ -13,13 +13,16 @@
 //!
 //! stdout and stderr may also come as a log URI (`ctr run --log-uri file:///var/log/c.log`):
 //! a `file://` one is opened for appending (made, with its directory, when missing) and
-//! handed to the process as well, both streams to the one file, as the runc shim does;
-//! `binary://` logging programs are refused, naming the URI.
+//! handed to the process as well, both streams to the one file, as the runc shim does; a
+//! `binary://` one names a logging program, which reads both streams from pipes
+//! ([`LogProgram`]).
 
 mod console;
+mod logger;
 mod terminal;
 
 pub use console::{ConsoleSocket, PendingMaster, RECEIVE_TIMEOUT};
+pub use logger::{LogOwner, LogProgram};
 pub use terminal::Terminal;
 
 use std::fs::{File, OpenOptions};
@@ -32,11 +35,23 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 
 use crate::error::{Error, Result};
 
-/// Opens the three fifos; an empty path means none (the container gets /dev/null).
+/// Opens the three fifos; an empty path means none (the container gets /dev/null). When stdout
+/// is a `binary://` log URI, its program is started for `owner` and reads both output streams
+/// (containerd gives stderr the same URI).
 ///
 /// # Errors
-/// A fifo could not be opened, for example because nobody reads it.
-pub fn open(stdin: &str, stdout: &str, stderr: &str) -> Result<[Option<OwnedFd>; 3]> {
+/// A fifo could not be opened, for example because nobody reads it; a bad log URI, or its
+/// program would not start.
+pub fn open(
+    stdin: &str,
+    stdout: &str,
+    stderr: &str,
+    owner: LogOwner<'_>,
+) -> Result<[Option<OwnedFd>; 3]> {
+    if let Some(program) = LogProgram::of(stdout)? {
+        let [out, err] = program.start(owner, logger::READY_TIMEOUT)?;
+        return Ok([open_one(stdin, false, "stdin")?, Some(out), Some(err)]);
+    }
     Ok([
         open_one(stdin, false, "stdin")?,
         open_one(stdout, true, "stdout")?,
@@ -142,9 +157,12 @@ fn log_uri_file(stream: &str, name: &str) -> Result<Option<PathBuf>> {
         "file" => Err(Error::InvalidArgument(format!(
             "the {name} log URI {stream} names no absolute path (file:///path/to/log)"
         ))),
+        "binary" => Err(Error::InvalidArgument(format!(
+            "the {name} log URI {stream}: a logging program takes both streams from stdout's \
+             URI"
+        ))),
         _ => Err(Error::InvalidArgument(format!(
-            "the {name} log URI {stream}: wasmpod takes file:// log URIs only (no {scheme}:// \
-             logging programs)"
+            "the {name} log URI {stream}: wasmpod takes file:// and binary:// log URIs only"
         ))),
     }
 }
@@ -211,6 +229,15 @@ fn open_fifo(path: &str, write: bool, name: &str) -> Result<File> {
 mod tests {
     use super::*;
 
+    /// `super::open` for a container `c1` of namespace `default`.
+    fn open(stdin: &str, stdout: &str, stderr: &str) -> Result<[Option<OwnedFd>; 3]> {
+        let owner = LogOwner {
+            id: "c1",
+            namespace: "default",
+        };
+        super::open(stdin, stdout, stderr, owner)
+    }
+
     #[test]
     fn empty_paths_mean_no_stream() {
         let fds = open("", "", "").unwrap();
@@ -256,10 +283,8 @@ mod tests {
     #[test]
     fn other_log_uris_are_refused_naming_them() {
         for (uri, words) in [
-            (
-                "binary:///usr/bin/logger?a=b",
-                "no binary:// logging programs",
-            ),
+            ("syslog:///dev/log", "file:// and binary:// log URIs only"),
+            ("binary://relative/logger", "names no absolute path"),
             ("file://relative/c.log", "names no absolute path"),
         ] {
             let err = open("", uri, "").unwrap_err();
@@ -271,6 +296,8 @@ mod tests {
             );
         }
         assert!(open("file:///tmp/in", "", "").is_err(), "stdin is no log");
+        let err = open("", "", "binary:///bin/cat").unwrap_err().to_string();
+        assert!(err.contains("from stdout's URI"), "{err}");
     }
 
     #[test]
