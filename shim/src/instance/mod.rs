@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::image::ImageSource;
 use crate::isolation::rootfs;
 use crate::isolation::{
-    CgroupStats, ContainerConfig, Layout, LinuxContainer, NetnsAhead, Workload,
+    Ahead, CgroupStats, ContainerConfig, FirstSpec, Layout, LinuxContainer, Workload,
 };
 use crate::stages::Stages;
 use crate::stdio::LogOwner;
@@ -47,8 +47,8 @@ pub struct ContainerFactory {
     images: Option<ImageSource>,
     /// The containerd namespace of its containers.
     namespace: String,
-    /// The first container's network namespace, made while containerd connects.
-    netns_ahead: OnceLock<NetnsAhead>,
+    /// The first container's network namespace and cgroup, made while containerd connects.
+    ahead: OnceLock<Ahead>,
 }
 
 impl ContainerFactory {
@@ -61,18 +61,19 @@ impl ContainerFactory {
             log_fd,
             images,
             namespace: namespace.to_owned(),
-            netns_ahead: OnceLock::new(),
+            ahead: OnceLock::new(),
         }
     }
 
     /// Builds the wasm engine ahead, while containerd has yet to send the first Create,
     /// unless that container (in `bundle`) is a pod's sandbox, which runs no wasm; and makes
-    /// its network namespace ahead where it may ([`NetnsAhead`]).
-    pub fn warm_up(&self, bundle: PathBuf) {
-        let _ = self.netns_ahead.set(NetnsAhead::start(bundle.clone()));
+    /// its network namespace and cgroup ahead where it may ([`Ahead`], which the caller ends
+    /// if the bundle goes without a Create).
+    pub fn warm_up(&self, bundle: PathBuf) -> Ahead {
+        let spec = FirstSpec::new(bundle);
+        let ahead = self.ahead.get_or_init(|| Ahead::start(&spec)).clone();
         self.loader.warm_up(move || {
-            let spec = crate::isolation::load_spec(&bundle).ok();
-            let kind = spec.as_ref().and_then(|s| {
+            let kind = spec.get().and_then(|s| {
                 s.annotations()
                     .as_ref()?
                     .get(CRI_CONTAINER_TYPE_ANNOTATION)
@@ -80,6 +81,7 @@ impl ContainerFactory {
             });
             kind.as_deref() != Some("sandbox")
         });
+        ahead
     }
 
     fn image_layers(&self, id: &str, spec: &Spec) -> ImageLayers {
@@ -101,7 +103,10 @@ impl InstanceFactory for ContainerFactory {
     fn create(&self, req: &CreateRequest) -> Result<Container> {
         let mut stages = Stages::new(format!("{}: create", req.id));
         // Taken first, so that a Create failing before the build lets it go too.
-        let netns = self.netns_ahead.get().and_then(|n| n.take(&req.bundle));
+        let (netns, cgroup) = match self.ahead.get() {
+            Some(ahead) => ahead.take(&req.bundle),
+            None => (None, None),
+        };
         let spec = crate::isolation::load_spec(&req.bundle)?;
         stages.mark("spec");
         let rootfs = match spec.root() {
@@ -148,6 +153,7 @@ impl InstanceFactory for ContainerFactory {
                     log_fd: self.log_fd,
                     seccomp_dir: Some(self.loader.seccomp_dir().to_path_buf()),
                     netns,
+                    cgroup,
                 })?;
                 stages.mark("container (libcontainer: cgroup, clone, namespaces, pivot_root)");
                 match io::attach(&req.id, prepared, &streams) {

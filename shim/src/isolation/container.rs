@@ -17,7 +17,7 @@ use super::builder::{in_builder_process, BuildResult};
 use super::bundle::{self, PreparedBundle};
 use super::cgroup::{Cgroup, CgroupStats};
 use super::executor::WorkloadExecutor;
-use super::{chain, netns_ahead, IsolationError, ProcessIo, Workload};
+use super::{chain, netns_ahead, IsolationError, MadeCgroup, ProcessIo, Workload};
 
 /// What it takes to build a container.
 pub struct ContainerConfig {
@@ -37,6 +37,8 @@ pub struct ContainerConfig {
     pub seccomp_dir: Option<PathBuf>,
     /// A network namespace made ahead for this container ([`super::NetnsAhead`]).
     pub netns: Option<OwnedFd>,
+    /// Cgroup directories made ahead for this container ([`super::CgroupAhead`]).
+    pub cgroup: Option<MadeCgroup>,
 }
 
 /// A container in the Created state or later.
@@ -66,6 +68,7 @@ impl LinuxContainer {
             log_fd,
             seccomp_dir,
             netns,
+            cgroup,
         } = config;
         let mut spec = spec;
         if let Some(made) = netns.as_ref().filter(|_| netns_ahead::wants_fresh(&spec)) {
@@ -76,6 +79,10 @@ impl LinuxContainer {
             super::seccomp_filters::offer(&spec, dir);
         }
         let prepared = bundle::prepare(&bundle, &id, spec, io.is_terminal())?;
+        let mut cgroup = cgroup;
+        if let Some(made) = cgroup.as_mut() {
+            made.wait();
+        }
         let executor = WorkloadExecutor::new(workload, log_fd);
         let build_id = id.clone();
         let build_prepared = prepared.clone();
@@ -99,6 +106,10 @@ impl LinuxContainer {
                 return Err(e);
             }
         };
+        // Built: libcontainer removes the directories made ahead with the container.
+        if let Some(made) = cgroup {
+            made.keep();
+        }
         let Some(pid) = container.pid() else {
             cleanup_failed(&id, &bundle, &prepared);
             return Err(IsolationError::Container {
@@ -480,6 +491,9 @@ pub fn remove_leftovers(bundle: &Path, id: &str) -> bool {
             }
             Err(e) => warn!("{id}: loading the leftover container: {}", chain(&e)),
         }
+    }
+    if let Ok(spec) = bundle::load_spec(bundle) {
+        super::cgroup_ahead::remove_left(&spec);
     }
     super::rootfs::unmount(&bundle.join("rootfs"));
     bundle::remove(bundle);

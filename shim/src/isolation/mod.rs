@@ -6,27 +6,34 @@
 //! [`Workload`]. It owns the fork (in a builder process forked with glibc's `fork()` from a
 //! thread with no tokio context, see `builder`, so no child can inherit a held lock), the file
 //! descriptors the child keeps, the signals PID 1 must honour, the name `ps` shows for an
-//! in-process workload, the cgroup operations, and the network namespace a new shim makes for
-//! its first container before Create arrives (`netns_ahead`).
+//! in-process workload, the cgroup operations, and the network namespace and cgroup
+//! directories a new shim makes for its first container before Create arrives
+//! (`netns_ahead`, `cgroup_ahead`).
 
+mod ahead;
 mod builder;
 mod bundle;
 mod cgroup;
+mod cgroup_ahead;
 mod cgroup_path;
 mod container;
 mod executor;
+mod first_spec;
 mod netns_ahead;
 mod process_io;
 pub mod rootfs;
 pub mod seccomp_filters;
 mod title;
 
+pub use ahead::Ahead;
 pub use builder::remember_shim_socket;
 pub use bundle::load_spec;
 pub use cgroup::{remember_mount_points, CgroupStats, Layout};
+pub use cgroup_ahead::{CgroupAhead, MadeCgroup};
 pub use cgroup_path::cgroupfs_path;
 pub use container::{remove_leftovers, signal, ContainerConfig, LinuxContainer};
 pub use executor::{reset_environment, Guest, Workload};
+pub use first_spec::FirstSpec;
 pub use netns_ahead::NetnsAhead;
 pub use process_io::ProcessIo;
 

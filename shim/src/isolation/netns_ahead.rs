@@ -16,10 +16,12 @@
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use log::debug;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use super::FirstSpec;
 
 /// A namespace being made, or made, for the container of one bundle.
 pub struct NetnsAhead {
@@ -28,17 +30,17 @@ pub struct NetnsAhead {
 }
 
 impl NetnsAhead {
-    /// Starts making a network namespace for the container of `bundle`, if its spec wants a
-    /// fresh one (see the module docs).
+    /// Starts making a network namespace for the container of `spec`, if it wants a fresh one
+    /// (see the module docs).
     #[must_use]
-    pub fn start(bundle: PathBuf) -> Self {
+    pub fn start(spec: Arc<FirstSpec>) -> Self {
         let (sender, receiver) = sync_channel(1);
-        let config = bundle.clone();
+        let bundle = spec.bundle().to_path_buf();
         let spawned = std::thread::Builder::new()
             .name("netns-ahead".into())
             .stack_size(64 * 1024)
             .spawn(move || {
-                let wanted = super::load_spec(&config).is_ok_and(|spec| wants_fresh(&spec));
+                let wanted = spec.get().is_some_and(wants_fresh);
                 let made = wanted.then(make).and_then(|made| {
                     made.map_err(|e| debug!("no network namespace made ahead: {e}"))
                         .ok()
@@ -173,17 +175,17 @@ mod tests {
     fn a_namespace_is_taken_once_and_only_for_its_own_bundle() {
         let dir = tempfile::tempdir().unwrap();
         // No config.json: nothing is made, and take says so without waiting for ever.
-        let ahead = NetnsAhead::start(dir.path().to_path_buf());
+        let ahead = NetnsAhead::start(FirstSpec::new(dir.path().to_path_buf()));
         assert!(ahead.take(dir.path()).is_none());
         assert!(ahead.take(dir.path()).is_none());
 
         let config = spec(vec![namespace(LinuxNamespaceType::Network, None)]);
         config.save(dir.path().join("config.json")).unwrap();
-        let other = NetnsAhead::start(dir.path().to_path_buf());
+        let other = NetnsAhead::start(FirstSpec::new(dir.path().to_path_buf()));
         assert!(other.take(Path::new("/elsewhere")).is_none());
         assert!(other.take(dir.path()).is_none(), "the offer ended");
 
-        let own = NetnsAhead::start(dir.path().to_path_buf());
+        let own = NetnsAhead::start(FirstSpec::new(dir.path().to_path_buf()));
         let made = own.take(dir.path());
         // SAFETY: geteuid has no preconditions. Only root may make one (CI runs as root).
         if unsafe { libc::geteuid() } == 0 {

@@ -12,7 +12,8 @@
 //! after a restart (it recovers shims from their bundles). So when the bundle goes, `lifetime`
 //! decides: a shim with no task removes its socket and exits. With tasks it stays: a pod's or
 //! a group's shim runs in the bundle of the container that started it, which may be deleted
-//! before its neighbours. This module only watches.
+//! before its neighbours. Either way, what the shim made ahead for the bundle's container and
+//! no Create took is let go first (its cgroup directories). This module only watches.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -23,9 +24,10 @@ use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use tokio::io::unix::AsyncFd;
 
 use super::lifetime::Lifetime;
+use crate::isolation::Ahead;
 
 /// Watches the working directory (the bundle); see the module docs.
-pub async fn exit_when_abandoned(lifetime: Arc<Lifetime>) {
+pub async fn exit_when_abandoned(lifetime: Arc<Lifetime>, ahead: Option<Ahead>) {
     let bundle = match std::env::current_dir() {
         Ok(dir) => dir,
         Err(e) => {
@@ -39,6 +41,10 @@ pub async fn exit_when_abandoned(lifetime: Arc<Lifetime>) {
             bundle.display()
         );
         return;
+    }
+    if let Some(ahead) = ahead {
+        // A Create of this bundle took the offers at its start: then this ends nothing.
+        ahead.end();
     }
     if lifetime.bundle_removed() {
         warn!(

@@ -236,9 +236,9 @@ impl Shim for Service {
         let images =
             (!self.address.is_empty()).then(|| ImageSource::new(&self.address, &self.namespace));
         let factory = ContainerFactory::new(log_fd, images, &self.namespace);
-        if let Ok(bundle) = std::env::current_dir() {
-            factory.warm_up(bundle);
-        }
+        let ahead = std::env::current_dir()
+            .ok()
+            .map(|bundle| factory.warm_up(bundle));
         let tasks = Arc::new(Tasks::new(
             factory,
             Publisher::new(publisher, &self.namespace),
@@ -256,7 +256,7 @@ impl Shim for Service {
             move || !held.is_empty(),
         ));
         lifetime.leave_on_sigterm();
-        tokio::spawn(abandoned::exit_when_abandoned(lifetime.clone()));
+        tokio::spawn(abandoned::exit_when_abandoned(lifetime.clone(), ahead));
         // The log fd is the fifo of the working directory, the first container's bundle.
         let log = logger::LogFollower::new(log_fd, std::env::current_dir().ok());
         TaskService::new(tasks, lifetime, Arc::new(log))

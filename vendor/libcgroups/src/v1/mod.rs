@@ -15,4 +15,6 @@ pub mod perf_event;
 mod pids;
 pub mod util;
 pub use controller_type::ControllerType;
+// wasmpod patch: the controllers a container is put in, for its cgroup made ahead.
+pub use controller_type::CONTROLLERS;
 pub use manager::Manager;
