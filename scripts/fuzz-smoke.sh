@@ -36,12 +36,18 @@ scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 start=$(date +%s)
 echo "== building the fuzz targets (sanitizer: $sanitizer)"
-for target in $targets; do
-    if ! cargo +nightly fuzz build -s "$sanitizer" "$target" >"$scratch/build.log" 2>&1; then
+build() {
+    if ! cargo +nightly fuzz build -s "$sanitizer" "$@" >"$scratch/build.log" 2>&1; then
         tail -40 "$scratch/build.log"
         exit 1
     fi
-done
+}
+# All targets in one cargo run when all are wanted: their links then share the cores.
+if [[ -n ${FUZZ_TARGETS:-} ]]; then
+    for target in $targets; do build "$target"; done
+else
+    build
+fi
 built=$(date +%s)
 
 failed=()
