@@ -35,7 +35,9 @@ test-images: deps ## build the wasm test programs into test-images/out
 	$(stage)
 	$(MAKE) -C test-images
 
+# More prerequisites of `test` follow (cgroup2-test, fuzz-smoke): make runs the recipe after all.
 test: deps build test-images trixie forky unit-test integration-test critest ## everything
+	@echo "== make test: done in $$(( $$(date +%s) - $(MAKE_START) )) s"
 
 unit-test: deps
 	$(stage)
@@ -89,11 +91,10 @@ test: cgroup2-test
 # fuzz` for the long runs (new inputs go into fuzz/corpus: `cargo fuzz cmin` before committing).
 FUZZ_SECONDS ?= 1800
 .PHONY: fuzz-smoke fuzz
-fuzz-smoke: ## 20 s of libFuzzer per fuzz target on its corpus; fails on any crash
+fuzz-smoke: deps ## 20 s of libFuzzer per fuzz target on its corpus; fails on any crash
 	$(stage)
 	FUZZ_SECONDS=20 scripts/fuzz-smoke.sh
 test: fuzz-smoke
-	@echo "== make test: done in $$(( $$(date +%s) - $(MAKE_START) )) s"
 
 fuzz: ## long fuzz runs: FUZZ_SECONDS (default 1800) or 10 million executions per target
 	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_RUNS=10000000 FUZZ_GROW=1 scripts/fuzz-smoke.sh
