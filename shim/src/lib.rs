@@ -16,6 +16,8 @@
 //! - [`error`]: the crate error and its single mapping to ttrpc codes.
 //! - [`fork_gate`]: the lock that keeps forks out of sections whose locks children need.
 //! - [`idle`]: what a shim or guest process gives back once started: freed heap, start code.
+//! - [`spawn`]: helper programs started without std's `Command`, whose exec error races the
+//!   shim's reaper.
 //! - [`stages`]: per-stage timing of create, start, run and delete, logged at debug level.
 
 pub mod engine;
@@ -28,6 +30,7 @@ pub mod isolation;
 pub mod plan;
 pub mod serve;
 pub mod service;
+pub mod spawn;
 pub mod spec;
 pub mod stages;
 pub mod stdio;

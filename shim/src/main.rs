@@ -21,6 +21,10 @@ fn main() {
     }
     if args.first().map(String::as_str) == Some(wasmpod_shim::engine::COMPILE_COMMAND) {
         // The shim's compile helper (see wasmpod_shim::engine's `helper` module).
+        if let Err(e) = wasmpod_shim::engine::bind_to_shim() {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
         std::process::exit(
             match wasmpod_shim::instance::compile_stdin_into_cache(&args[1..]) {
                 Ok(_) => 0,

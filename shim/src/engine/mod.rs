@@ -56,7 +56,7 @@ pub use self::config::{
 };
 pub use self::error::{EngineError, ProgramKind};
 pub use self::exit::{GuestExit, OOM_EXIT_CODE, TRAP_EXIT_CODE};
-pub use self::helper::COMPILE_COMMAND;
+pub use self::helper::{bind_to_shim, COMPILE_COMMAND};
 pub use self::program::Program;
 pub use self::wasi::GuestIo;
 /// In-memory stdout/stderr for [`GuestIo::Captured`].

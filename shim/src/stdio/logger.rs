@@ -12,20 +12,18 @@
 //! and then leaves by itself. The shim does not wait for it (as the runc shim does not): the
 //! shim's reaper collects it, and a program still writing its log may outlive the shim.
 
-use std::ffi::CString;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
-use nix::unistd::Pid;
 
 use super::percent_decoded;
 use crate::error::{Error, Result};
+use crate::spawn::Spawn;
 
 /// Whom a logging program logs for.
 #[derive(Debug, Clone, Copy)]
@@ -94,13 +92,27 @@ impl LogProgram {
             format!("CONTAINER_ID={}", owner.id),
             format!("CONTAINER_NAMESPACE={}", owner.namespace),
         ];
-        let pid = spawn(&self.path, &self.args, &env, fds).map_err(|e| {
-            Error::InvalidArgument(format!(
-                "the log URI {}: cannot run the logging program {}: {e}",
-                self.uri,
-                self.path.display()
-            ))
-        })?;
+        // Its stdin, stdout and stderr are /dev/null; no dup overwrites a source, which are
+        // above fd 5 (see `above_five`).
+        let pid = Spawn::new(&self.path)
+            .and_then(|s| s.args(&self.args))
+            .and_then(|s| s.env(&env))
+            .and_then(|s| {
+                s.null(0)
+                    .null(1)
+                    .null(2)
+                    .dup(fds[0], 3)
+                    .dup(fds[1], 4)
+                    .dup(fds[2], 5)
+                    .spawn()
+            })
+            .map_err(|e| {
+                Error::InvalidArgument(format!(
+                    "the log URI {}: cannot run the logging program {}: {e}",
+                    self.uri,
+                    self.path.display()
+                ))
+            })?;
         drop(theirs);
         drop(gate);
         if !ready(&ready_r, ready_within) {
@@ -123,85 +135,6 @@ impl LogProgram {
             )));
         }
         Ok([out_w, err_w])
-    }
-}
-
-/// Runs `path` with `args` and only `env`, /dev/null as its stdin, stdout and stderr and
-/// `fds` as its fds 3, 4 and 5; returns its pid. `posix_spawn`, not `std::process::Command`:
-/// when the exec fails (no such program), Command waits for its child to learn why, and the
-/// shim's reaper, which collects every child, may have collected it first: Command then
-/// panics. glibc's `posix_spawn` returns the exec's error itself.
-fn spawn(path: &Path, args: &[String], env: &[String], fds: [RawFd; 3]) -> std::io::Result<Pid> {
-    let nul = |e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
-    let program = CString::new(path.as_os_str().as_bytes()).map_err(nul)?;
-    let args = args
-        .iter()
-        .map(|a| CString::new(a.as_str()).map_err(nul))
-        .collect::<std::io::Result<Vec<_>>>()?;
-    let env = env
-        .iter()
-        .map(|e| CString::new(e.as_str()).map_err(nul))
-        .collect::<std::io::Result<Vec<_>>>()?;
-    let mut argv: Vec<*mut libc::c_char> = std::iter::once(&program)
-        .chain(&args)
-        .map(|a| a.as_ptr().cast_mut())
-        .collect();
-    argv.push(std::ptr::null_mut());
-    let mut envp: Vec<*mut libc::c_char> = env.iter().map(|e| e.as_ptr().cast_mut()).collect();
-    envp.push(std::ptr::null_mut());
-    let null = c"/dev/null";
-    let check = |rc: libc::c_int| match rc {
-        0 => Ok(()),
-        errno => Err(std::io::Error::from_raw_os_error(errno)),
-    };
-    // SAFETY: the file actions are initialised before use and destroyed once, every pointer
-    // handed over (program, argv, envp, /dev/null) outlives the call, and argv and envp end
-    // with a null pointer.
-    unsafe {
-        let mut actions = std::mem::zeroed::<libc::posix_spawn_file_actions_t>();
-        check(libc::posix_spawn_file_actions_init(&mut actions))?;
-        let mut result = check(libc::posix_spawn_file_actions_addopen(
-            &mut actions,
-            0,
-            null.as_ptr(),
-            libc::O_RDONLY,
-            0,
-        ));
-        for target in [1, 2] {
-            result = result.and_then(|()| {
-                check(libc::posix_spawn_file_actions_addopen(
-                    &mut actions,
-                    target,
-                    null.as_ptr(),
-                    libc::O_WRONLY,
-                    0,
-                ))
-            });
-        }
-        // The sources are above fd 5 (see `above_five`), so no dup2 overwrites one still to
-        // be copied; dup2 clears close-on-exec on the copy.
-        for (target, fd) in (3..).zip(fds) {
-            result = result.and_then(|()| {
-                check(libc::posix_spawn_file_actions_adddup2(
-                    &mut actions,
-                    fd,
-                    target,
-                ))
-            });
-        }
-        let mut pid: libc::pid_t = 0;
-        let result = result.and_then(|()| {
-            check(libc::posix_spawn(
-                &mut pid,
-                program.as_ptr(),
-                &actions,
-                std::ptr::null(),
-                argv.as_ptr(),
-                envp.as_ptr(),
-            ))
-        });
-        libc::posix_spawn_file_actions_destroy(&mut actions);
-        result.map(|()| Pid::from_raw(pid))
     }
 }
 
