@@ -39,20 +39,27 @@ test-images: deps ## build the wasm test programs into test-images/out
 test: deps build test-images trixie forky unit-test integration-test critest ## everything
 	@echo "== make test: done in $$(( $$(date +%s) - $(MAKE_START) )) s"
 
+# Every cargo test here selects the whole workspace, as `make build` does: cargo then gives each
+# dependency the same features in all of them and builds it once (`-p wasmpod-integration`
+# alone built the suite's dependencies a second time, with fewer features). Test files are
+# chosen with `--test`: the suite's (integration/tests) in the lanes, the others here.
+INTEGRATION_TESTS := $(basename $(notdir $(wildcard integration/tests/*.rs)))
+UNIT_TEST_FILES := $(basename $(notdir $(wildcard shim/tests/*.rs image-tools/tests/*.rs)))
+
 unit-test: deps
 	$(stage)
 	$(CARGO) fmt --all -- --check
-	$(CARGO) test --release --workspace --exclude wasmpod-integration
+	$(CARGO) test --release --workspace --no-fail-fast --lib --bins $(addprefix --test ,$(UNIT_TEST_FILES))
+	$(CARGO) test --release --workspace --doc
 
-# $(call lane,TITLE,CONTAINERD,CRI_CONTAINERD,DOCKERD[,TESTS]): the integration suite, its ctr
-# tests on CONTAINERD, its CRI tests on CRI_CONTAINERD (1.7 or later), its Docker tests on
-# DOCKERD with the containerd beside it; TESTS (`--test NAME`...) narrows it to those test
-# files. Each lane prints the versions it runs.
+# $(call lane,TITLE,CONTAINERD,CRI_CONTAINERD,DOCKERD,TESTS): the integration suite's test
+# files TESTS, its ctr tests on CONTAINERD, its CRI tests on CRI_CONTAINERD (1.7 or later), its
+# Docker tests on DOCKERD with the containerd beside it. Each lane prints the versions it runs.
 define lane
 	@echo "== integration tests ($$(( $$(date +%s) - $(MAKE_START) )) s after make started): $(1): containerd $$($(2) --version | cut -d' ' -f3)," \
 	  "CRI on containerd $$($(3) --version | cut -d' ' -f3), $$($(4) --version)"
 	WASMPOD_CONTAINERD=$(2) WASMPOD_CRI_CONTAINERD=$(3) WASMPOD_DOCKERD=$(4) \
-	  $(CARGO) test --release --no-fail-fast -p wasmpod-integration $(5) -- --test-threads=$(TEST_THREADS)
+	  $(CARGO) test --release --no-fail-fast --workspace $(addprefix --test ,$(5)) -- --test-threads=$(TEST_THREADS)
 endef
 
 # The test files that are wholly CRI or Docker tests. Containerd 1.6 has no CRI the tests can
@@ -60,13 +67,13 @@ endef
 # Docker 26: the very daemons of the 1.7 lane. The 1.6 lane leaves these files out rather than
 # run them twice; every other file (the CRI and Docker tests in mixed files included) runs there.
 CRI_DOCKER_TESTS := cri cri_conformance cri_exec cri_terminal docker ci_recipe http_reach
-CTR_TESTS := $(filter-out $(CRI_DOCKER_TESTS),$(basename $(notdir $(wildcard integration/tests/*.rs))))
+CTR_TESTS := $(filter-out $(CRI_DOCKER_TESTS),$(INTEGRATION_TESTS))
 
 integration-test: build test-images trixie forky
 	$(stage)
-	$(call lane,containerd 1.6 (bookworm) without the CRI and Docker files,/usr/bin/containerd,$(TRIXIE)/bin/containerd,$(TRIXIE)/bin/dockerd,$(addprefix --test ,$(CTR_TESTS)))
-	$(call lane,containerd 1.7 + Docker 26 (trixie),$(TRIXIE)/bin/containerd,$(TRIXIE)/bin/containerd,$(TRIXIE)/bin/dockerd)
-	$(call lane,containerd 2.1 + Docker 28 (forky),$(FORKY)/bin/containerd,$(FORKY)/bin/containerd,$(FORKY)/bin/dockerd)
+	$(call lane,containerd 1.6 (bookworm) without the CRI and Docker files,/usr/bin/containerd,$(TRIXIE)/bin/containerd,$(TRIXIE)/bin/dockerd,$(CTR_TESTS))
+	$(call lane,containerd 1.7 + Docker 26 (trixie),$(TRIXIE)/bin/containerd,$(TRIXIE)/bin/containerd,$(TRIXIE)/bin/dockerd,$(INTEGRATION_TESTS))
+	$(call lane,containerd 2.1 + Docker 28 (forky),$(FORKY)/bin/containerd,$(FORKY)/bin/containerd,$(FORKY)/bin/dockerd,$(INTEGRATION_TESTS))
 
 # critest: Kubernetes' CRI validation suite (cri-tools v1.34.0, prebuilt: it cannot be built
 # here) under runc and wasmpod, side by side, on containerd 1.7 and 2.1 (scripts/critest.sh).

@@ -75,7 +75,11 @@ done
 
 echo "== cgroup v2 lane: building the integration tests"
 # Integration test targets only: the churn binary's own unit tests are named churn-<hash> too.
-exes=$(cd "$repo" && cargo test --release -p wasmpod-integration --no-run --message-format=json |
+# Selected in the whole workspace, as the Makefile's lanes do, so that they reuse its build
+# (`-p wasmpod-integration` builds the suite's dependencies again, with other features).
+suite=()
+for f in "$repo"/integration/tests/*.rs; do suite+=(--test "$(basename "$f" .rs)"); done
+exes=$(cd "$repo" && cargo test --release --workspace "${suite[@]}" --no-run --message-format=json |
   grep '"kind":\["test"\]' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p')
 
 mkdir -p "$base"
