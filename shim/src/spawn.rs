@@ -7,7 +7,7 @@
 //! Ok or panic"). glibc's `posix_spawn` returns the exec's error itself and waits for nothing.
 //! Whoever spawns may still `waitpid` the child, and must take ECHILD as "status unknown".
 
-use std::ffi::{CStr, CString, OsStr};
+use std::ffi::{CStr, CString, OsStr, OsString};
 use std::io;
 use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
@@ -33,6 +33,18 @@ pub struct Spawn {
     /// `None`: the shim's own environment.
     env: Option<Vec<CString>>,
     fds: Vec<FdAction>,
+}
+
+/// The shim's environment as `KEY=value` strings, but for `except`.
+fn shim_env(except: Option<&str>) -> Vec<OsString> {
+    std::env::vars_os()
+        .filter(|(k, _)| except.is_none_or(|e| k != e))
+        .map(|(mut k, v)| {
+            k.push("=");
+            k.push(v);
+            k
+        })
+        .collect()
 }
 
 fn c_string(s: &OsStr) -> io::Result<CString> {
@@ -83,14 +95,7 @@ impl Spawn {
     /// # Errors
     /// A NUL byte in the environment, `key` or `value`.
     pub fn env_with(self, key: &str, value: &str) -> io::Result<Self> {
-        let mut vars: Vec<std::ffi::OsString> = std::env::vars_os()
-            .filter(|(k, _)| k != key)
-            .map(|(mut k, v)| {
-                k.push("=");
-                k.push(v);
-                k
-            })
-            .collect();
+        let mut vars = shim_env(Some(key));
         vars.push(format!("{key}={value}").into());
         self.env(vars)
     }
@@ -147,12 +152,9 @@ impl Spawn {
         let env = match &self.env {
             Some(env) => env,
             None => {
-                inherited = std::env::vars_os()
-                    .map(|(mut k, v)| {
-                        k.push("=");
-                        k.push(v);
-                        c_string(&k)
-                    })
+                inherited = shim_env(None)
+                    .iter()
+                    .map(|v| c_string(v))
                     .collect::<io::Result<Vec<_>>>()?;
                 &inherited
             }
