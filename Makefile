@@ -14,7 +14,8 @@ TEST_THREADS ?= 2
 # `$(stage)` opens a long recipe with the time since make started, so a slow CI run shows
 # where its minutes went.
 MAKE_START := $(shell date +%s)
-stage = @echo "== $@: starts $$(( $$(date +%s) - $(MAKE_START) )) s after make started"
+elapsed = $$(( $$(date +%s) - $(MAKE_START) )) s
+stage = @echo "== $@: starts $(elapsed) after make started"
 
 .PHONY: deps trixie forky build test-images test unit-test integration-test critest lint fmt bench bench-many trace demo install uninstall clean
 
@@ -37,7 +38,7 @@ test-images: deps ## build the wasm test programs into test-images/out
 
 # More prerequisites of `test` follow (cgroup2-test, fuzz-smoke): make runs the recipe after all.
 test: deps build test-images trixie forky unit-test integration-test critest ## everything
-	@echo "== make test: done in $$(( $$(date +%s) - $(MAKE_START) )) s"
+	@echo "== make test: done in $(elapsed)"
 
 # Every cargo test here selects the whole workspace, as `make build` does: cargo then gives each
 # dependency the same features in all of them and builds it once (`-p wasmpod-integration`
@@ -56,7 +57,7 @@ unit-test: deps
 # files TESTS, its ctr tests on CONTAINERD, its CRI tests on CRI_CONTAINERD (1.7 or later), its
 # Docker tests on DOCKERD with the containerd beside it. Each lane prints the versions it runs.
 define lane
-	@echo "== integration tests ($$(( $$(date +%s) - $(MAKE_START) )) s after make started): $(1): containerd $$($(2) --version | cut -d' ' -f3)," \
+	@echo "== integration tests ($(elapsed) after make started): $(1): containerd $$($(2) --version | cut -d' ' -f3)," \
 	  "CRI on containerd $$($(3) --version | cut -d' ' -f3), $$($(4) --version)"
 	WASMPOD_CONTAINERD=$(2) WASMPOD_CRI_CONTAINERD=$(3) WASMPOD_DOCKERD=$(4) \
 	  $(CARGO) test --release --no-fail-fast --workspace $(addprefix --test ,$(5)) -- --test-threads=$(TEST_THREADS)

@@ -86,7 +86,8 @@ fn a_group_shares_one_shim_which_lingers_then_leaves_with_its_socket() -> Result
             "a container within the linger reuses the shim"
         );
         remove(ctd, &c)?;
-        // g2's shim lingers as long: it goes meanwhile (the final check allows less).
+        // g2's shim lingers as long as g1's: its container goes now, so that its shim leaves
+        // while g1's lingers (waited for below; the final check polls for less than a linger).
         remove(ctd, &other)?;
         // The shim's log reaches containerd after the container whose bundle it started in
         // is gone (containerd reads each bundle's log fifo only while that container lives).
