@@ -419,6 +419,16 @@ fn a_shim_killed_mid_start_leaves_nothing_behind() -> Result<()> {
             String::from_utf8_lossy(&argv).contains(paths::SHIM_BINARY),
             "the hook's parent {shim} is no wasmpod shim: {argv:?}"
         );
+        // `start` forks the serving shim, which shows the arguments an exec'd one would have.
+        let args: Vec<String> = argv
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        ensure!(
+            args.iter().any(|a| a == "-socket") && !args.iter().any(|a| a == "start"),
+            "the serving shim {shim} does not show its own command line: {args:?}"
+        );
         let socket = shim_socket(ctd.socket(), ctd.namespace(), &id);
         ensure!(socket.exists(), "no shim socket {}", socket.display());
         let Some(init) = ctd.task_list()?.into_iter().find(|t| t.id == id) else {

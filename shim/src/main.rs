@@ -5,7 +5,8 @@ use std::io::{Read, Write};
 
 use containerd_shim::protos::protobuf::{Message, MessageField};
 use containerd_shim::protos::types::introspection::{RuntimeInfo, RuntimeVersion};
-use wasmpod_shim::{service::Service, RUNTIME_TYPE, VERSION};
+use wasmpod_shim::service::{self, Service};
+use wasmpod_shim::{RUNTIME_TYPE, VERSION};
 
 fn main() {
     wasmpod_shim::stages::process_started();
@@ -48,21 +49,42 @@ fn main() {
     // private memory of every shim and of every container process forked from it.
     // SAFETY: called before any other thread exists.
     unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
-    // One worker is plenty for a shim's handful of requests; every thread costs memory.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build();
-    match runtime {
-        Ok(rt) => rt.block_on(containerd_shim::asynchronous::run::<Service>(
+    let flags = match containerd_shim::parse(&args) {
+        Ok(flags) => flags,
+        Err(e) => fail(&format!("{e}")),
+    };
+    match flags.action.as_str() {
+        // Still one thread: `start` may fork the serving shim.
+        "start" => {
+            if let Some(code) = service::start::start_by_fork(&flags, RUNTIME_TYPE) {
+                std::process::exit(code);
+            }
+        }
+        "" | "delete" => {}
+        other => fail(&format!(
+            "unknown action {other:?}: containerd runs the shim with start, delete or none"
+        )),
+    }
+    let runtime = match service::runtime() {
+        Ok(rt) => rt,
+        Err(e) => fail(&format!("cannot start the async runtime: {e}")),
+    };
+    if flags.action.is_empty() {
+        if let Err(e) = runtime.block_on(service::bootstrap::serve(RUNTIME_TYPE, flags)) {
+            fail(&e);
+        }
+    } else {
+        // A group's `start`, and `delete`.
+        runtime.block_on(containerd_shim::asynchronous::run::<Service>(
             RUNTIME_TYPE,
             None,
-        )),
-        Err(e) => {
-            eprintln!("containerd-shim-wasmpod-v1: cannot start the async runtime: {e}");
-            std::process::exit(1);
-        }
+        ));
     }
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("containerd-shim-wasmpod-v1: {message}");
+    std::process::exit(1)
 }
 
 /// Writes the RuntimeInfo protobuf; containerd pipes the runtime options on stdin, which

@@ -36,6 +36,7 @@ pub use executor::{reset_environment, Guest, Workload};
 pub use first_spec::FirstSpec;
 pub use netns_ahead::NetnsAhead;
 pub use process_io::ProcessIo;
+pub use title::replace_command_line;
 
 use std::path::PathBuf;
 

@@ -62,6 +62,96 @@ pub(super) fn set(args: &[String], area: Option<ArgArea>) {
     }
 }
 
+/// Makes this process's command line `args`, held in memory of its own (leaked: the kernel
+/// reads it for the process's whole life). The shim that `start` forks shows the arguments
+/// an exec'd one would have, and its containers get an area that fits them. Call it only
+/// while the process has one thread.
+///
+/// PR_SET_MM_MAP, the call made for checkpoint/restore, replaces all of the memory map's
+/// bounds at once and needs no capability (PR_SET_MM_ARG_START needs CAP_SYS_RESOURCE, which
+/// container hosts often drop); the other bounds are given as they are.
+///
+/// # Errors
+/// `/proc/self/stat` is unreadable or the kernel refused: the command line is unchanged.
+pub fn replace_command_line(args: &[String]) -> std::io::Result<()> {
+    let bytes: Vec<u8> = args
+        .iter()
+        .flat_map(|a| a.bytes().filter(|b| *b != 0).chain([0]))
+        .collect();
+    let area: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    let bad_stat = || std::io::Error::other("/proc/self/stat: unexpected format");
+    let mut map = memory_map(&stat).ok_or_else(bad_stat)?;
+    map.arg_start = area.as_ptr() as u64;
+    map.arg_end = map.arg_start + area.len() as u64;
+    // The kernel sets brk too: read it last, with no allocation after it (one thread).
+    // SAFETY: sbrk(0) only reads the current break.
+    map.brk = unsafe { libc::sbrk(0) } as u64;
+    // SAFETY: `map` is a prctl_mm_map of the size given; the kernel only reads it.
+    let done = unsafe {
+        libc::prctl(
+            libc::PR_SET_MM,
+            libc::PR_SET_MM_MAP,
+            &map as *const MemoryMap,
+            std::mem::size_of::<MemoryMap>(),
+            0,
+        )
+    };
+    match done {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
+
+/// `struct prctl_mm_map` of <linux/prctl.h>.
+#[repr(C)]
+#[derive(Debug, PartialEq, Eq)]
+struct MemoryMap {
+    start_code: u64,
+    end_code: u64,
+    start_data: u64,
+    end_data: u64,
+    start_brk: u64,
+    brk: u64,
+    start_stack: u64,
+    arg_start: u64,
+    arg_end: u64,
+    env_start: u64,
+    env_end: u64,
+    auxv: *const u64,
+    /// 0: the auxiliary vector is left as it is.
+    auxv_size: u32,
+    /// -1: /proc/self/exe is left as it is.
+    exe_fd: u32,
+}
+
+/// The memory map's bounds as `/proc/PID/stat` gives them (fields 26 to 28 and 45 to 51 of
+/// proc(5)), brk left 0: the file does not hold it.
+fn memory_map(stat: &str) -> Option<MemoryMap> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<u64> = after_name
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    // Field 3 comes first after the name.
+    let field = |n: usize| fields.get(n - 3).copied();
+    Some(MemoryMap {
+        start_code: field(26)?,
+        end_code: field(27)?,
+        start_stack: field(28)?,
+        start_data: field(45)?,
+        end_data: field(46)?,
+        start_brk: field(47)?,
+        brk: 0,
+        arg_start: field(48)?,
+        arg_end: field(49)?,
+        env_start: field(50)?,
+        env_end: field(51)?,
+        auxv: std::ptr::null(),
+        auxv_size: 0,
+        exe_fd: u32::MAX,
+    })
+}
 /// The thread name: the program's file name, cut to the kernel's 15 bytes.
 fn comm(program: &str) -> Vec<u8> {
     let name = program
@@ -99,6 +189,23 @@ mod tests {
         assert_eq!(parse_stat(&stat), Some(ArgArea { start: 48, len: 1 }));
         assert_eq!(parse_stat("42 (short) S 1 2"), None);
         assert_eq!(parse_stat("no parenthesis"), None);
+    }
+
+    #[test]
+    fn the_memory_map_is_read_from_its_stat_fields() {
+        let tail: Vec<String> = (3..=52).map(|n| n.to_string()).collect();
+        let stat = format!("42 (a) b) {}\n", tail.join(" "));
+        let map = memory_map(&stat).unwrap();
+        assert_eq!(
+            (map.start_code, map.end_code, map.start_stack),
+            (26, 27, 28)
+        );
+        assert_eq!((map.start_data, map.end_data, map.start_brk), (45, 46, 47));
+        assert_eq!((map.arg_start, map.arg_end), (48, 49));
+        assert_eq!((map.env_start, map.env_end), (50, 51));
+        assert_eq!((map.brk, map.auxv_size, map.exe_fd), (0, 0, u32::MAX));
+        assert_eq!(memory_map("42 (short) S 1 2"), None);
+        assert_eq!(std::mem::size_of::<MemoryMap>(), 104, "struct prctl_mm_map");
     }
 
     #[test]

@@ -7,10 +7,12 @@
 //! `lifetime`'s to decide.
 
 mod abandoned;
+pub mod bootstrap;
 mod events;
 mod lifetime;
 mod logger;
 mod metrics;
+pub mod start;
 mod task;
 
 use std::path::{Path, PathBuf};
@@ -40,6 +42,18 @@ pub const GROUP_ANNOTATION: &str = "io.containerd.wasmpod.group";
 
 /// The serving shim's environment variable that makes it a group's.
 const GROUP_ENV: &str = "WASMPOD_SHIM_GROUP";
+
+/// The shim's async runtime. One worker is plenty for a shim's handful of requests; every
+/// thread costs memory.
+///
+/// # Errors
+/// The runtime's threads or its I/O driver could not be made.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+}
 
 /// The shim process.
 pub struct Service {

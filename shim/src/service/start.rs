@@ -1,0 +1,171 @@
+//! `start` without a second exec. containerd runs the shim binary with `start` in the bundle,
+//! and `start` must leave a serving shim behind and print its socket address. containerd-shim's
+//! `spawn` exec's the binary again for that; here `start` forks the serving shim while it is
+//! still single-threaded, before any async runtime exists. That saves, once per container, the
+//! dynamic loader's start-up (its CPU-feature probing traps under virtualisation) and the
+//! relocation of a large binary.
+//!
+//! A group's `start` keeps containerd-shim's path: it first asks a running group shim to take
+//! the container, which needs a ttrpc client and so the runtime.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
+
+use containerd_shim::Flags;
+
+use super::{grouping, Grouping, ADDRESS_FILE};
+
+/// Runs `start` for the container of `flags` by forking the serving shim; `None` when the
+/// container joins a group, which containerd-shim's `start` handles. Call only while the
+/// process has one thread.
+pub fn start_by_fork(flags: &Flags, runtime_id: &str) -> Option<i32> {
+    let grouping = grouping(Path::new("."), &flags.id);
+    if matches!(grouping, Grouping::Group(_)) {
+        return None;
+    }
+    let address =
+        containerd_shim::socket_address(&flags.address, &flags.namespace, grouping.name());
+    Some(match fork_serving_shim(flags, &address, runtime_id) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("{runtime_id}: start: {e}");
+            1
+        }
+    })
+}
+
+/// The arguments an exec'd serving shim would get (containerd-shim's `spawn` gives these).
+pub fn serving_args(program: &str, flags: &Flags, socket: &str) -> Vec<String> {
+    let mut args: Vec<String> = [
+        program,
+        "-namespace",
+        &flags.namespace,
+        "-id",
+        &flags.id,
+        "-address",
+        &flags.address,
+        "-socket",
+        socket,
+    ]
+    .map(String::from)
+    .into();
+    if flags.debug {
+        args.push("-debug".into());
+    }
+    args
+}
+
+fn fork_serving_shim(flags: &Flags, socket: &str, runtime_id: &str) -> Result<(), String> {
+    let program = std::env::args().next().unwrap_or_default();
+    let args = serving_args(&program, flags, socket);
+    let serving = Flags {
+        namespace: flags.namespace.clone(),
+        id: flags.id.clone(),
+        address: flags.address.clone(),
+        socket: socket.to_string(),
+        debug: flags.debug,
+        ..Default::default()
+    };
+    let (from_shim, to_start) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(|e| format!("/dev/null: {e}"))?;
+    // SAFETY: the caller guarantees one thread, so the child may do anything the parent could.
+    match unsafe { nix::unistd::fork() }.map_err(|e| format!("fork: {e}"))? {
+        nix::unistd::ForkResult::Child => {
+            drop(from_shim);
+            become_serving_shim(&args, null.into(), to_start, serving, runtime_id)
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            drop((to_start, null));
+            let started = wait_until_serving(child.as_raw() as u32, from_shim);
+            if let Err(e) = started {
+                let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::wait::waitpid(child, None);
+                return Err(e);
+            }
+            // The serving shim removes the socket named here when it exits, and `delete` does
+            // when it did not; without the file the socket would outlive the shim.
+            if let Err(e) = std::fs::write(ADDRESS_FILE, socket) {
+                eprintln!("{runtime_id}: cannot record the shim address: {e}");
+            }
+            let mut stdout = std::io::stdout();
+            stdout
+                .write_all(socket.as_bytes())
+                .and_then(|()| stdout.flush())
+                .map_err(|e| format!("cannot write the address to containerd: {e}"))
+        }
+    }
+}
+
+/// In the parent: the child into the shim cgroup containerd asks for (the runtime options on
+/// stdin), then its output copied to stderr until it closes its stdout, once it serves.
+fn wait_until_serving(child: u32, from_shim: OwnedFd) -> Result<(), String> {
+    containerd_shim::cgroup::set_cgroup_and_oom_score(child)
+        .map_err(|e| format!("shim cgroup or OOM score: {e}"))?;
+    let mut output = Vec::new();
+    std::fs::File::from(from_shim)
+        .read_to_end(&mut output)
+        .map_err(|e| format!("reading the serving shim's output: {e}"))?;
+    let _ = std::io::stderr().write_all(&output);
+    Ok(())
+}
+
+/// In the child: stdin and stderr on /dev/null and stdout on the pipe to `start` (as an
+/// exec'd shim gets them), the command line of an exec'd shim, then serve until it leaves.
+fn become_serving_shim(
+    args: &[String],
+    null: OwnedFd,
+    to_start: OwnedFd,
+    flags: Flags,
+    runtime_id: &str,
+) -> ! {
+    for (from, to) in [(&null, 0), (&null, 2), (&to_start, 1)] {
+        // SAFETY: dup2 onto the standard descriptors, which this process owns.
+        unsafe { libc::dup2(from.as_raw_fd(), to) };
+    }
+    drop((null, to_start));
+    // Without CAP_SYS_RESOURCE `ps` shows `start`'s arguments: harmless.
+    let _ = crate::isolation::replace_command_line(args);
+    let served = match super::runtime() {
+        Ok(rt) => rt.block_on(super::bootstrap::serve(runtime_id, flags)),
+        Err(e) => Err(format!("cannot start the async runtime: {e}")),
+    };
+    std::process::exit(match served {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("{runtime_id}: {e}");
+            1
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_serving_shim_gets_the_arguments_containerd_shim_would_give() {
+        let mut flags = Flags {
+            namespace: "default".into(),
+            id: "c1".into(),
+            address: "/run/containerd/containerd.sock".into(),
+            publish_binary: "/usr/bin/containerd".into(),
+            ..Default::default()
+        };
+        let args = serving_args("shim", &flags, "unix:///s/x");
+        assert_eq!(
+            args.join(" "),
+            "shim -namespace default -id c1 -address /run/containerd/containerd.sock \
+             -socket unix:///s/x"
+        );
+        flags.debug = true;
+        assert_eq!(serving_args("shim", &flags, "s").last().unwrap(), "-debug");
+        let parsed = containerd_shim::parse(&args[1..]).unwrap();
+        assert_eq!(parsed.socket, "unix:///s/x");
+        assert!(parsed.action.is_empty(), "an exec'd shim with these serves");
+    }
+}
