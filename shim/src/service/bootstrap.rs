@@ -39,22 +39,29 @@ pub async fn serve(runtime_id: &str, flags: Flags) -> Result<(), String> {
         let e = std::io::Error::last_os_error();
         return Err(format!("cannot become the subreaper: {e}"));
     }
+    // Listening comes first: when a pod's shim already serves the socket, this one leaves
+    // before it builds a Task service (and makes a network namespace ahead) for nothing.
+    // Connections made meanwhile wait in the listen backlog.
+    let Some(server) = listen(&flags.socket).await? else {
+        tell_start_it_serves();
+        return Ok(());
+    };
+    // A shim that cannot serve takes its socket with it.
+    let unbind = |e: String| {
+        remove_socket(&flags.socket);
+        e
+    };
     let mut config = Config::default();
     let mut shim = Service::new(runtime_id, &flags, &mut config).await;
     let publisher = RemotePublisher::new(&ttrpc_address)
         .await
-        .map_err(|e| format!("cannot reach containerd at {ttrpc_address}: {e}"))?;
+        .map_err(|e| unbind(format!("cannot reach containerd at {ttrpc_address}: {e}")))?;
     let task: Arc<dyn Task + Send + Sync> = Arc::new(shim.create_task_service(publisher).await);
-    let Some(server) = listen(&flags.socket).await? else {
-        // Another shim serves this socket (a pod's, already running): `start` names it.
-        tell_start_it_serves();
-        return Ok(());
-    };
     let mut server = server.register_service(create_task(task));
     server
         .start()
         .await
-        .map_err(|e| format!("cannot serve on {}: {e}", flags.socket))?;
+        .map_err(|e| unbind(format!("cannot serve on {}: {e}", flags.socket)))?;
     tell_start_it_serves();
     info!("serving on {}", flags.socket);
     tokio::spawn(signals.reap());

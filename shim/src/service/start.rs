@@ -67,7 +67,18 @@ fn fork_serving_shim(flags: &Flags, socket: &str, runtime_id: &str) -> Result<()
         debug: flags.debug,
         ..Default::default()
     };
-    let (from_shim, to_start) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
+    // Recorded before the serving shim exists, so that a full disk fails `start` with
+    // nothing to undo. The serving shim removes the socket named there when it exits, and
+    // `delete` does when it did not; without the file the socket would outlive the shim.
+    std::fs::write(ADDRESS_FILE, socket).map_err(|e| {
+        let file = std::env::current_dir()
+            .unwrap_or_default()
+            .join(ADDRESS_FILE);
+        format!("cannot record the shim address in {}: {e}", file.display())
+    })?;
+    let pipe = || nix::unistd::pipe().map_err(|e| format!("pipe: {e}"));
+    let (from_shim, to_start) = pipe()?;
+    let (wait_for_go, go) = pipe()?;
     let null = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -76,22 +87,28 @@ fn fork_serving_shim(flags: &Flags, socket: &str, runtime_id: &str) -> Result<()
     // SAFETY: the caller guarantees one thread, so the child may do anything the parent could.
     match unsafe { nix::unistd::fork() }.map_err(|e| format!("fork: {e}"))? {
         nix::unistd::ForkResult::Child => {
-            drop(from_shim);
+            drop((from_shim, go));
+            // Nothing is made (no cgroup, namespace or socket) before `start` says go.
+            if !went_ahead(wait_for_go) {
+                std::process::exit(0);
+            }
             become_serving_shim(&args, null.into(), to_start, serving, runtime_id)
         }
         nix::unistd::ForkResult::Parent { child } => {
-            drop((to_start, null));
-            let started = wait_until_serving(child.as_raw() as u32, from_shim);
-            if let Err(e) = started {
-                let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+            drop((to_start, null, wait_for_go));
+            let placed = containerd_shim::cgroup::set_cgroup_and_oom_score(child.as_raw() as u32);
+            if let Err(e) = placed {
+                drop(go);
                 let _ = nix::sys::wait::waitpid(child, None);
+                return Err(format!("shim cgroup or OOM score: {e}"));
+            }
+            let _ = std::fs::File::from(go).write_all(b"go");
+            if let Err(e) = wait_until_serving(from_shim) {
+                abandon(child, socket);
                 return Err(e);
             }
-            // The serving shim removes the socket named here when it exits, and `delete` does
-            // when it did not; without the file the socket would outlive the shim.
-            if let Err(e) = std::fs::write(ADDRESS_FILE, socket) {
-                eprintln!("{runtime_id}: cannot record the shim address: {e}");
-            }
+            // containerd reads stdout and stderr together as the address: nothing else goes
+            // to either.
             let mut stdout = std::io::stdout();
             stdout
                 .write_all(socket.as_bytes())
@@ -101,17 +118,33 @@ fn fork_serving_shim(flags: &Flags, socket: &str, runtime_id: &str) -> Result<()
     }
 }
 
-/// In the parent: the child into the shim cgroup containerd asks for (the runtime options on
-/// stdin), then its output copied to stderr until it closes its stdout, once it serves.
-fn wait_until_serving(child: u32, from_shim: OwnedFd) -> Result<(), String> {
-    containerd_shim::cgroup::set_cgroup_and_oom_score(child)
-        .map_err(|e| format!("shim cgroup or OOM score: {e}"))?;
+/// In the child: whether `start` placed it in its cgroup and said go (it closes the pipe
+/// unwritten when it could not).
+fn went_ahead(wait_for_go: OwnedFd) -> bool {
+    let mut word = [0u8; 2];
+    matches!(std::fs::File::from(wait_for_go).read(&mut word), Ok(n) if n > 0)
+}
+
+/// Kills the serving shim of a failed `start`, and removes its socket unless another shim
+/// (a pod's, which the child found serving) still answers there.
+fn abandon(child: nix::unistd::Pid, socket: &str) {
+    let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+    let _ = nix::sys::wait::waitpid(child, None);
+    super::remove_dead_socket(socket, 1);
+}
+
+/// In the parent: the serving shim's stdout, read until it closes it: once it serves, or when
+/// it leaves because a pod's shim serves the socket. It writes there only why it could not
+/// serve (and then exits).
+fn wait_until_serving(from_shim: OwnedFd) -> Result<(), String> {
     let mut output = Vec::new();
     std::fs::File::from(from_shim)
         .read_to_end(&mut output)
         .map_err(|e| format!("reading the serving shim's output: {e}"))?;
-    let _ = std::io::stderr().write_all(&output);
-    Ok(())
+    match String::from_utf8_lossy(&output).trim() {
+        "" => Ok(()),
+        failed => Err(failed.to_string()),
+    }
 }
 
 /// In the child: stdin and stderr on /dev/null and stdout on the pipe to `start` (as an
@@ -137,7 +170,8 @@ fn become_serving_shim(
     std::process::exit(match served {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("{runtime_id}: {e}");
+            // To `start`, if it still reads (before this shim served), which reports it.
+            let _ = writeln!(std::io::stdout(), "{runtime_id}: {e}");
             1
         }
     })
