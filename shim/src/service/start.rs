@@ -1,9 +1,10 @@
 //! `start` without a second exec. containerd runs the shim binary with `start` in the bundle,
 //! and `start` must leave a serving shim behind and print its socket address. containerd-shim's
 //! `spawn` exec's the binary again for that; here `start` forks the serving shim while it is
-//! still single-threaded, before any async runtime exists. That saves, once per container, the
-//! dynamic loader's start-up (its CPU-feature probing traps under virtualisation) and the
-//! relocation of a large binary.
+//! still single-threaded, before any async runtime exists. That saves, once per container, an
+//! exec of a 47 MB binary: its page faults and the dynamic loader's work (loading and
+//! relocating libc and the other libraries, and probing CPU features, which traps under
+//! virtualisation).
 //!
 //! A group's `start` keeps containerd-shim's path: it first asks a running group shim to take
 //! the container, which needs a ttrpc client and so the runtime.
