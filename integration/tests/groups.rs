@@ -86,6 +86,9 @@ fn a_group_shares_one_shim_which_lingers_then_leaves_with_its_socket() -> Result
             "a container within the linger reuses the shim"
         );
         remove(ctd, &c)?;
+        // The linger runs from here: what follows takes seconds of its own on a slow node (the
+        // cgroup v2 VM emulates its CPU), so the shim's stay is measured from this point.
+        let last_left = std::time::Instant::now();
         // g2's shim lingers as long as g1's: its container goes now, so that its shim leaves
         // while g1's lingers (waited for below; the final check polls for less than a linger).
         remove(ctd, &other)?;
@@ -102,10 +105,11 @@ fn a_group_shares_one_shim_which_lingers_then_leaves_with_its_socket() -> Result
             );
         }
 
-        let took = gone_within(shim, Duration::from_millis(LINGER_MS) + WAIT)?;
+        gone_within(shim, Duration::from_millis(LINGER_MS) + WAIT)?;
+        let stayed = last_left.elapsed();
         ensure!(
-            took >= Duration::from_millis(LINGER_MS / 2),
-            "the shim left after {took:?}, before its linger of {LINGER_MS} ms"
+            stayed >= Duration::from_millis(LINGER_MS / 2),
+            "the shim left {stayed:?} after its last container, before its linger of {LINGER_MS} ms"
         );
         ensure!(
             !socket_file(&address).exists(),
