@@ -91,3 +91,54 @@ fn info_flag_prints_the_runtime_info_protobuf() -> Result<()> {
     );
     Ok(())
 }
+
+/// An action containerd never gives fails at once, naming it.
+#[test]
+fn an_unknown_action_is_refused_by_name() -> Result<()> {
+    let shim = require_shim()?;
+    let out = run_with_timeout(
+        Command::new(&shim)
+            .args(["-namespace", "default", "-id", "c1", "bogus"])
+            .stdin(std::process::Stdio::null()),
+        Duration::from_secs(10),
+    )?;
+    ensure!(out.code() == 1, "exit code {}: {out}", out.code());
+    ensure!(
+        out.stderr.contains("unknown action \"bogus\""),
+        "the error does not name the action: {out}"
+    );
+    Ok(())
+}
+
+/// `start` forks the serving shim; when that shim cannot serve (here: no TTRPC_ADDRESS, which
+/// containerd always sets), `start` fails with its reason, and leaves no process or socket.
+#[test]
+fn start_fails_with_the_serving_shims_reason() -> Result<()> {
+    use wasmpod_integration::system::{procs_mentioning, shim_socket};
+    let shim = require_shim()?;
+    let bundle = tempfile::tempdir()?;
+    let address = bundle.path().join("containerd.sock");
+    let id = format!("no-ttrpc-{}", std::process::id());
+    let out = run_with_timeout(
+        Command::new(&shim)
+            .args(["-namespace", "default", "-id", &id, "-address"])
+            .arg(&address)
+            .args(["-publish-binary", "/bin/false", "start"])
+            .current_dir(bundle.path())
+            .env_remove("TTRPC_ADDRESS")
+            .stdin(std::process::Stdio::null()),
+        Duration::from_secs(10),
+    )?;
+    ensure!(out.code() == 1, "start exit code {}: {out}", out.code());
+    ensure!(
+        out.stderr.contains("TTRPC_ADDRESS is not set"),
+        "start does not say why its shim could not serve: {out}"
+    );
+    ensure!(
+        !shim_socket(&address, "default", &id).exists(),
+        "a socket was left"
+    );
+    let left = procs_mentioning(&id);
+    ensure!(left.is_empty(), "processes left: {left:?}");
+    Ok(())
+}
