@@ -75,8 +75,8 @@ pub async fn serve(runtime_id: &str, flags: Flags) -> Result<(), String> {
     Ok(())
 }
 
-/// A ttrpc server on `socket`, or `None` if a live shim already serves there (its address is
-/// then recorded in the bundle, as `start` would have).
+/// A ttrpc server on `socket`, or `None` if a live shim already serves there (`start` has
+/// recorded the address in the bundle already, forked or exec'd).
 async fn listen(socket: &str) -> Result<Option<Server>, String> {
     let path = super::socket_path(socket);
     let bind = || -> std::io::Result<std::os::unix::net::UnixListener> {
@@ -89,8 +89,6 @@ async fn listen(socket: &str) -> Result<Option<Server>, String> {
         Ok(l) => l,
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
             if answers(socket).await {
-                std::fs::write(ADDRESS_FILE, socket)
-                    .map_err(|e| format!("cannot record the shim address: {e}"))?;
                 return Ok(None);
             }
             remove_socket(socket);
@@ -114,7 +112,7 @@ async fn answers(socket: &str) -> bool {
     false
 }
 
-/// `start` copies this process's stdout until it closes, then names the socket to containerd:
+/// `start` reads this process's stdout until it closes, then names the socket to containerd:
 /// stdout becomes stderr (which `start` gave as /dev/null).
 fn tell_start_it_serves() {
     // SAFETY: dup2 on the standard descriptors.

@@ -196,6 +196,7 @@ impl Shim for Service {
                     Err(_) => spawn_reserved(&opts, name, &id).await?,
                 }
             }
+            // `main` forks these itself (`start::start_by_fork`); this stays as the fallback.
             _ => spawn(opts, grouping.name(), Vec::new()).await?,
         };
         // The serving shim removes the socket named here when it exits, and `delete` does when

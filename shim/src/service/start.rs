@@ -162,7 +162,8 @@ fn become_serving_shim(
         unsafe { libc::dup2(from.as_raw_fd(), to) };
     }
     drop((null, to_start));
-    // Without CAP_SYS_RESOURCE `ps` shows `start`'s arguments: harmless.
+    // If the kernel refuses (built without checkpoint/restore), `ps` shows `start`'s
+    // arguments: harmless.
     let _ = crate::isolation::replace_command_line(args);
     let served = match super::runtime() {
         Ok(rt) => rt.block_on(super::bootstrap::serve(runtime_id, flags)),
