@@ -1,10 +1,77 @@
 //! Bind mounts seen by a wasm guest (the `files` program): read-only stays read-only,
-//! read-write reaches the host, and neither `..` nor symlinks lead out of a mount.
+//! read-write reaches the host, and neither `..` nor symlinks lead out of a mount. What is
+//! mounted in a wasm container at all, next to a native one.
 
 use std::fs;
+use std::time::Duration;
 
 use anyhow::{ensure, Result};
 use wasmpod_integration::{images, unique_name, with_containerd};
+
+/// Mount points and filesystem types in a process's mount namespace, from its mountinfo.
+fn mounts_of(pid: u32) -> Result<Vec<(String, String)>> {
+    let info = fs::read_to_string(format!("/proc/{pid}/mountinfo"))?;
+    Ok(info
+        .lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let point = left.split_whitespace().nth(4)?;
+            let typ = right.split_whitespace().next()?;
+            Some((point.to_owned(), typ.to_owned()))
+        })
+        .collect())
+}
+
+/// A wasm container is made without the kernel filesystems its guest could never open (each a
+/// superblock of the kernel's per container): no proc, sysfs, mqueue or `/dev/shm`, and
+/// nothing masked under them. `/dev`, `/dev/pts`, the rootfs and the spec's own mounts are
+/// there. A native container next to it gets every mount of its spec, `/proc` first.
+#[test]
+fn a_wasm_container_mounts_only_what_its_guest_can_use() -> Result<()> {
+    with_containerd(|ctd| {
+        let sleeper = images().wasm("sleeper")?;
+        let busybox = images().busybox()?;
+        let host = tempfile::tempdir()?;
+        ctd.import(&sleeper)?.import(&busybox)?;
+        let wasm = ctd
+            .run(&sleeper)
+            .args(["100"])
+            .mount_ro(host.path(), "/data")
+            .detach()?;
+        let native = ctd.run(&busybox).argv(["sleep", "100"]).detach()?;
+        for task in [&wasm, &native] {
+            task.wait_for_status("RUNNING", Duration::from_secs(15))?;
+        }
+
+        let made = mounts_of(wasm.pid()?)?;
+        let points: Vec<&str> = made.iter().map(|(p, _)| p.as_str()).collect();
+        for wanted in ["/", "/dev", "/dev/pts", "/data"] {
+            ensure!(points.contains(&wanted), "{wanted} missing: {made:?}");
+        }
+        for (point, typ) in &made {
+            ensure!(
+                !["proc", "sysfs", "mqueue", "cgroup", "cgroup2"].contains(&typ.as_str())
+                    && !point.starts_with("/proc")
+                    && !point.starts_with("/sys")
+                    && point != "/dev/shm",
+                "{point} ({typ}) is mounted in a wasm container: {made:?}"
+            );
+        }
+
+        let native_made = mounts_of(native.pid()?)?;
+        for (point, typ) in [("/proc", "proc"), ("/sys", "sysfs"), ("/dev/shm", "tmpfs")] {
+            ensure!(
+                native_made.iter().any(|(p, t)| p == point && t == typ),
+                "the native container lacks {point} ({typ}): {native_made:?}"
+            );
+        }
+        // The guest runs on without /proc: it answers SIGTERM as ever.
+        wasm.kill("SIGTERM")?;
+        let code = wasm.wait_for_exit(Duration::from_secs(15))?;
+        ensure!(code == 143, "SIGTERM gave {code}, want 143");
+        Ok(())
+    })
+}
 
 /// Reading through a read-only mount works; writing, new or existing file, fails inside the
 /// guest with exit 2 and changes nothing on the host.

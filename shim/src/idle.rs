@@ -6,34 +6,80 @@
 //! and 64 KiB around it, and they stay mapped (and counted in its PSS) for the process's life.
 //! `madvise(MADV_DONTNEED)` on the binary's clean file mappings unmaps them: the page cache keeps
 //! the file as it keeps any file (the other processes that run the same binary share it), and
-//! what the process runs again faults back in. Only mappings without an anonymous page are
-//! released: those are the file's bytes exactly (a mapping the dynamic loader relocated, the
-//! GOT, has private copies, and is left alone).
+//! what the process runs again faults back in. Only the program's read-only segments are
+//! released: those are the file's bytes exactly (what the dynamic loader relocates, the GOT,
+//! lies in its writable segment and is left alone).
 
+#[cfg(test)]
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// Releases the clean pages of this process's program file and the freed heap.
 pub fn release_start_pages() {
-    if let (Ok(exe), Ok(smaps)) = (
-        std::fs::read_link("/proc/self/exe"),
-        std::fs::read_to_string("/proc/self/smaps"),
-    ) {
-        for (start, end) in clean_file_mappings(&smaps, &exe) {
-            // The kernel's fault-around stays: the code run again (a Kill, a Delete) comes back
-            // 64 KiB at a time. Mapping page by page (`MADV_RANDOM`) lowered no PSS at 20 idle
-            // containers and made every later request fault many times more.
-            // SAFETY: the range is a whole mapping of the program file, read-only, with no
-            // anonymous page: unmapping its pages loses nothing, the next access reads the
-            // file again.
-            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
-        }
+    for &(start, end) in program_code() {
+        // The kernel's fault-around stays: the code run again (a Kill, a Delete) comes back
+        // 64 KiB at a time. Mapping page by page (`MADV_RANDOM`) lowered no PSS at 20 idle
+        // containers and made every later request fault many times more.
+        // SAFETY: the range lies in a read-only segment of the program file, mapped from it
+        // and never written: unmapping its pages loses nothing, the next access reads the
+        // file again.
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
     }
-    // Last, so that the smaps text read above is given back too.
     // SAFETY: plain libc call; the allocator takes its own lock.
     unsafe { libc::malloc_trim(0) };
+}
+
+/// The address ranges of this program's read-only segments (its code and constants: the
+/// file's bytes, never written), whole pages only. Found once, from the program headers, not
+/// from `/proc`: a wasm guest's container has no `/proc`. A process forked after the first
+/// call inherits the answer, so call it before forking a process that will release (the
+/// loader's lock, which finding them takes, may be held by another thread at the fork).
+pub fn program_code() -> &'static [(usize, usize)] {
+    static CODE: OnceLock<Vec<(usize, usize)>> = OnceLock::new();
+    CODE.get_or_init(read_only_segments)
+}
+
+fn read_only_segments() -> Vec<(usize, usize)> {
+    unsafe extern "C" fn first_object(
+        info: *mut libc::dl_phdr_info,
+        _size: libc::size_t,
+        data: *mut libc::c_void,
+    ) -> libc::c_int {
+        // SAFETY: dl_iterate_phdr passes a valid info for the call's duration, and `data` is
+        // the Vec below; the main program is the first object it reports.
+        let (info, found) = unsafe { (&*info, &mut *(data as *mut Vec<(usize, usize)>)) };
+        // SAFETY: `dlpi_phdr` points at `dlpi_phnum` program headers.
+        let headers = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum.into()) };
+        let page = page_size();
+        for header in headers {
+            if header.p_type == libc::PT_LOAD && header.p_flags & libc::PF_W == 0 {
+                let start = info.dlpi_addr as usize + header.p_vaddr as usize;
+                let end = start + header.p_memsz as usize;
+                // Inward at the end: a last partial page may be the next segment's too.
+                let range = (start & !(page - 1), end & !(page - 1));
+                if range.0 < range.1 {
+                    found.push(range);
+                }
+            }
+        }
+        1
+    }
+    let mut found: Vec<(usize, usize)> = Vec::new();
+    // SAFETY: the callback only reads the headers it is given and writes into `found`.
+    unsafe {
+        libc::dl_iterate_phdr(
+            Some(first_object),
+            &mut found as *mut _ as *mut libc::c_void,
+        )
+    };
+    found
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096)
 }
 
 /// Releases the start pages of this process in `quiet`, from a thread of its own with a small
@@ -85,7 +131,8 @@ impl IdleRelease {
 }
 
 /// The address ranges of `file`'s mappings in `smaps` that are not writable and hold no
-/// anonymous page.
+/// anonymous page: what the tests check [`program_code`] against.
+#[cfg(test)]
 fn clean_file_mappings(smaps: &str, file: &Path) -> Vec<(usize, usize)> {
     let file = file.to_string_lossy();
     let mut found = Vec::new();
@@ -113,6 +160,7 @@ fn clean_file_mappings(smaps: &str, file: &Path) -> Vec<(usize, usize)> {
 }
 
 /// The path of a mapping line: what follows its fifth field (it may hold spaces).
+#[cfg(test)]
 fn path_of(line: &str) -> &str {
     let mut rest = line;
     for _ in 0..5 {
@@ -177,6 +225,29 @@ Anonymous:             4 kB
     fn a_file_path_with_spaces_is_not_taken_for_another() {
         let smaps = "00200000-00300000 r-xp 00000000 fe:00 42 /opt/my shim\nAnonymous: 0 kB\n";
         assert!(clean_file_mappings(smaps, Path::new("/opt/my")).is_empty());
+    }
+
+    #[test]
+    fn the_program_code_is_what_smaps_calls_its_clean_read_only_mappings() {
+        let exe = std::fs::read_link("/proc/self/exe").unwrap();
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let clean = clean_file_mappings(&smaps, &exe);
+        let code = program_code();
+        assert!(!code.is_empty());
+        for &(start, end) in code {
+            assert!(
+                clean.iter().any(|&(s, e)| s <= start && end <= e),
+                "{start:#x}-{end:#x} is not within a clean read-only mapping of {}: {clean:x?}",
+                exe.display()
+            );
+        }
+        let size = |ranges: &[(usize, usize)]| ranges.iter().map(|(s, e)| e - s).sum::<usize>();
+        assert!(
+            size(code) >= size(&clean) * 9 / 10,
+            "the headers found {} bytes, smaps {}",
+            size(code),
+            size(&clean)
+        );
     }
 
     #[test]

@@ -147,7 +147,7 @@ impl InstanceFactory for ContainerFactory {
                 let linux = LinuxContainer::create(ContainerConfig {
                     id: req.id.clone(),
                     bundle: req.bundle.clone(),
-                    spec: spec.clone(),
+                    spec: spec_to_build(&spec, &workload),
                     workload,
                     io,
                     log_fd: self.log_fd,
@@ -195,6 +195,18 @@ impl InstanceFactory for ContainerFactory {
             }
         }
     }
+}
+
+/// The spec libcontainer builds the container from: a guest's leaves out the kernel's
+/// filesystems it never sees (see [`crate::spec::made_for_guest`]); a native workload's is the
+/// bundle's, whole.
+fn spec_to_build(spec: &Spec, workload: &Workload) -> Spec {
+    let mut spec = spec.clone();
+    if let (Workload::Guest(_), Some(mounts)) = (workload, spec.mounts()) {
+        let made = crate::spec::made_for_guest(mounts);
+        spec.set_mounts(Some(made));
+    }
+    spec
 }
 
 /// A built container.

@@ -68,15 +68,21 @@ pub(super) struct WorkloadExecutor {
     log_fd: Option<RawFd>,
     /// Where the shim's command line is, read in the shim: a guest shows its own there.
     title: Option<ArgArea>,
+    /// The shim's unnamed socketpairs when the build began: what may be tokio's signal pipe
+    /// (see [`close_fds_except`]). Looked up in the shim: a guest's container has no `/proc`.
+    socketpairs: Vec<RawFd>,
 }
 
 impl WorkloadExecutor {
     /// Called in the shim, before the fork.
     pub(super) fn new(workload: Workload, log_fd: Option<RawFd>) -> Self {
+        // Found here, before the fork, so that the guest's process never looks them up.
+        crate::idle::program_code();
         Self {
             workload,
             log_fd,
             title: ArgArea::of_this_process(),
+            socketpairs: unnamed_socketpairs(3),
         }
     }
 }
@@ -88,7 +94,7 @@ impl Executor for WorkloadExecutor {
             Workload::Guest(guest) => {
                 let mut keep = guest.keep_fds();
                 keep.extend(self.log_fd);
-                make_clean_init(keep);
+                make_clean_init(keep, &self.socketpairs);
                 // The freed heap of the setup (the shim's, inherited, and libcontainer's, whose
                 // mountinfo parses grow with every mount on the node) would stay resident for
                 // the container's life. 1,000 idle containers in groups of 100: 1.73 MB PSS each
@@ -157,8 +163,8 @@ fn set_env_var(key: &str, value: &str) {
 /// Closes every inherited fd but stdio and `keep`, and sets the signal dispositions an init
 /// process needs. The process is a fork of the shim: without this it would hold the shim's
 /// ttrpc socket and other containers' fifos (keeping their readers from ever seeing EOF).
-fn make_clean_init(keep: Vec<RawFd>) {
-    close_fds_except(3, keep);
+fn make_clean_init(keep: Vec<RawFd>, socketpairs: &[RawFd]) {
+    close_fds_except(3, keep, socketpairs);
     drop_capabilities_as_execve_would();
     // wasmtime-wasi builds a multi-thread tokio runtime for its blocking calls, one worker per
     // CPU by default; a guest needs one. (The guest's environment is the plan's, not this.)
@@ -200,7 +206,8 @@ fn drop_capabilities_as_execve_would() {
 }
 
 /// Closes every descriptor from `first` up, except those in `keep` and tokio's signal pipe,
-/// which is replaced by a private one.
+/// which is replaced by a private one. Which of the `candidates` (the shim's unnamed
+/// socketpairs before the fork) is still one: the init has no `/proc` to list its own.
 ///
 /// tokio keeps one process-wide socketpair for signal delivery, created in the shim before the
 /// fork; any tokio runtime built later in this process (wasmtime-wasi builds one for its
@@ -208,8 +215,12 @@ fn drop_capabilities_as_execve_would() {
 /// bound to no address and connected to no address, which no containerd socket or fifo is.
 /// It must not stay *shared* either: the shim's signal handler writes its SIGCHLD wake-ups
 /// into it, and a runtime here would read them, leaving the shim's children unreaped.
-fn close_fds_except(first: RawFd, mut keep: Vec<RawFd>) {
-    let pairs = unnamed_socketpairs(first);
+fn close_fds_except(first: RawFd, mut keep: Vec<RawFd>, candidates: &[RawFd]) {
+    let pairs: Vec<RawFd> = candidates
+        .iter()
+        .copied()
+        .filter(|&fd| fd >= first && is_unnamed_unix_pair(fd))
+        .collect();
     replace_with_private_pairs(&pairs);
     keep.extend(pairs);
     keep.retain(|&fd| fd >= first);

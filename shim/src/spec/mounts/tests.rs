@@ -279,3 +279,55 @@ fn bind_over_root_replaces_the_rootfs_preopen() {
     let mapped = map(&[bind("/data", &[]), bind("/", &["ro"])]);
     assert_eq!(mapped, Ok(vec![preopen("/rootfs", "/", true)]));
 }
+
+fn destinations(mounts: &[Mount]) -> Vec<String> {
+    mounts
+        .iter()
+        .map(|m| m.destination().display().to_string())
+        .collect()
+}
+
+#[test]
+fn a_guest_keeps_of_the_default_mounts_only_dev_and_its_terminals() {
+    let made = made_for_guest(&get_default_mounts());
+    assert_eq!(destinations(&made), ["/dev", "/dev/pts"]);
+}
+
+#[test]
+fn a_guest_keeps_binds_and_its_own_tmpfs_but_nothing_of_proc_and_sys() {
+    let mounts = [
+        mount("/proc", "proc", &[]),
+        bind("/proc/meminfo", &["ro"]),
+        mount("/sys/fs/cgroup", "cgroup", &["ro"]),
+        mount("/sys/firmware", "tmpfs", &["ro"]),
+        mount("/dev/", "tmpfs", &[]),
+        mount("/dev/shm", "tmpfs", &[]),
+        bind("/dev/shm", &["rbind"]),
+        bind("/dev/termination-log", &[]),
+        mount("/queue", "mqueue", &[]),
+        mount("/run", "tmpfs", &[]),
+        bind("/etc/hosts", &["ro"]),
+        mount("/data", "", &["rbind", "rw"]),
+        mount("/processes", "tmpfs", &[]),
+    ];
+    let made = made_for_guest(&mounts);
+    assert_eq!(
+        destinations(&made),
+        [
+            "/dev/",
+            "/dev/shm",
+            "/dev/termination-log",
+            "/run",
+            "/etc/hosts",
+            "/data",
+            "/processes"
+        ]
+    );
+    assert_eq!(made[1].typ().as_deref(), Some("bind"));
+}
+
+#[test]
+fn every_mount_a_guest_keeps_is_still_made_in_spec_order_and_unchanged() {
+    let mounts = [bind("/b", &["ro"]), bind("/a", &[])];
+    assert_eq!(made_for_guest(&mounts), mounts.to_vec());
+}

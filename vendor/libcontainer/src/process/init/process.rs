@@ -803,18 +803,23 @@ fn set_supplementary_gids(
             return Ok(());
         }
 
-        let mut setgroups = String::new();
-        ProcfsHandle::new()?
-            .open(ProcfsBase::ProcSelf, "setgroups", OpenFlags::O_RDONLY)?
-            .read_to_string(&mut setgroups)
-            .map_err(|err| {
-                tracing::error!(?err, "failed to read setgroups");
-                InitProcessError::Io(err)
-            })?;
+        // wasmpod patch: `setgroups` can only say "deny" in a user namespace that a process
+        // wrote it to; without one it is read from no procfs at all (a wasm guest's container
+        // has no /proc, and pathrs' procfs handle panics when it finds none after pivot_root).
+        if user_ns_config.is_some() {
+            let mut setgroups = String::new();
+            ProcfsHandle::new()?
+                .open(ProcfsBase::ProcSelf, "setgroups", OpenFlags::O_RDONLY)?
+                .read_to_string(&mut setgroups)
+                .map_err(|err| {
+                    tracing::error!(?err, "failed to read setgroups");
+                    InitProcessError::Io(err)
+                })?;
 
-        if setgroups.trim() == "deny" {
-            tracing::error!("cannot set supplementary gids, setgroup is disabled");
-            return Err(InitProcessError::SetGroupDisabled);
+            if setgroups.trim() == "deny" {
+                tracing::error!("cannot set supplementary gids, setgroup is disabled");
+                return Err(InitProcessError::SetGroupDisabled);
+            }
         }
 
         let gids: Vec<Gid> = additional_gids
