@@ -11,14 +11,19 @@
 #   runc-echo      busybox `echo hello` on runc, the same driver
 #   runwasi-hello  hello.wasm on runwasi's wasmtime shim (io.containerd.wasmtime.v1,
 #                  ../shared/tools/containerd-shim-wasmtime-v1.xz), the same driver
-# Each lane counts what the daemon holds before and after (processes, shim sockets, mounts,
-# cgroups, bundles and state dirs, containerd's fds, snapshots, the compile cache against its
-# bound) and fails on any difference or any cycle that did not end as its kind says. Prints
+# The lanes run interleaved, in CHURN_ROUNDS rounds (default 4), each a share of every lane's
+# cycles: a drift of the machine's speed during the run then moves wasmpod and its peers alike
+# (one lane after another, a drift moved the ratio: 2.37x runwasi on 1.7, 4.35x on 2.1, minutes
+# apart). Each round of a lane counts what the daemon holds before and after (processes, shim
+# sockets, mounts, cgroups, bundles and state dirs, containerd's fds, snapshots, the compile
+# cache against its bound) and fails on any difference or any cycle that did not end as its
+# kind says. Prints
 # tasks/s and p50/p99 per cycle of every lane, side by side, and wasmpod's ratios.
 #
 # Usage: scripts/bench-churn.sh [CONTAINERD...]
 # Environment: CHURN_CYCLES (cycles of each wasmpod lane, default 10000), CHURN_PEER_CYCLES
-# (of the runc and runwasi lanes, default CHURN_CYCLES), RUNWASI_XZ (the runwasi shim, xz).
+# (of the runc and runwasi lanes, default CHURN_CYCLES), CHURN_ROUNDS, RUNWASI_XZ (the runwasi
+# shim, xz).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -63,7 +68,7 @@ for c in "${containerds[@]}"; do
   echo "== containerd $("$c" --version | awk '{print $3}') ($c)"
   log=$(mktemp)
   # (pipefail: the pipeline's status is churn's.)
-  if nice -n 5 "$churn" --containerd "$c" --cycles "$cycles" --runwasi "$runwasi" \
+  if nice -n 5 "$churn" --containerd "$c" --cycles "$cycles" --runwasi "$runwasi" --rounds "${CHURN_ROUNDS:-4}" \
     --lane wasmpod-mix --lane wasmpod-hello --lane wasmpod-group-hello \
     --lane "runc-echo:$peer_cycles" --lane "runwasi-hello:$peer_cycles" 2>&1 | tee "$log"; then
     rc=0

@@ -60,6 +60,9 @@ struct Args {
     cycles: usize,
     concurrency: usize,
     lanes: Vec<(String, Option<usize>)>,
+    /// The lanes run in this many rounds, interleaved (each round a share of every lane's
+    /// cycles, the lanes in turn): a drift of the machine's speed then moves them alike.
+    rounds: usize,
     mix: Mix,
     runwasi: Option<PathBuf>,
     cache_max_mb: u64,
@@ -69,7 +72,7 @@ struct Args {
 
 fn usage() -> &'static str {
     "usage: churn [--containerd BIN] [--cycles N] [--concurrency N] [--lane NAME[:CYCLES]]... \
-     [--mix KIND:W,...] [--runwasi SHIM] [--cache-max-mb MB] [--settle SECS] [--stdio fifo|null]\n\
+     [--rounds N] [--mix KIND:W,...] [--runwasi SHIM] [--cache-max-mb MB] [--settle SECS] [--stdio fifo|null]\n\
      lanes: wasmpod-mix wasmpod-hello wasmpod-group-mix wasmpod-group-hello runc-echo runwasi-hello"
 }
 
@@ -85,6 +88,7 @@ fn parse_args() -> Result<Args> {
             .unwrap_or(1000),
         concurrency: 8,
         lanes: Vec::new(),
+        rounds: 1,
         mix: Mix::parse(DEFAULT_MIX)?,
         runwasi: None,
         cache_max_mb: 256,
@@ -111,6 +115,7 @@ fn parse_args() -> Result<Args> {
                 };
                 a.lanes.push((name, n));
             }
+            "--rounds" => a.rounds = value.parse().context("--rounds")?,
             "--mix" => a.mix = Mix::parse(&value)?,
             "--runwasi" => a.runwasi = Some(value.into()),
             "--cache-max-mb" => a.cache_max_mb = value.parse().context("--cache-max-mb")?,
@@ -130,6 +135,9 @@ fn parse_args() -> Result<Args> {
     }
     if a.concurrency == 0 {
         bail!("--concurrency must be at least 1");
+    }
+    if a.rounds == 0 {
+        bail!("--rounds must be at least 1");
     }
     Ok(a)
 }
@@ -261,12 +269,18 @@ async fn stable(
     Ok(last)
 }
 
-async fn run_lane(setup: &Setup<'_>, args: &Args, lane: Lane) -> Result<Figures> {
+/// Runs round `round` (of `args.rounds`) of `lane`: its warm-up, its cycles, its leak count.
+async fn run_lane(setup: &Setup<'_>, args: &Args, lane: Lane, round: usize) -> Result<Figures> {
+    let of_rounds = if args.rounds > 1 {
+        format!(" (round {}/{})", round + 1, args.rounds)
+    } else {
+        String::new()
+    };
     let probe = setup.probe.clone();
     let socket = probe.socket.clone();
     let ns = probe.namespace.clone();
     println!(
-        "== lane {}: {} x ({}) on {}, {} at a time",
+        "== lane {}{of_rounds}: {} x ({}) on {}, {} at a time",
         lane.name,
         lane.cycles,
         lane.mix.describe(),
@@ -306,7 +320,7 @@ async fn run_lane(setup: &Setup<'_>, args: &Args, lane: Lane) -> Result<Figures>
     let cpu0 = cpu_time();
     let cycles = ctx.lane.cycles;
     let (records, wall, target_errs) =
-        workload::run(ctx.clone(), "c", cycles, args.concurrency).await?;
+        workload::run(ctx.clone(), &format!("c{round}"), cycles, args.concurrency).await?;
     let cpu = cpu_time().saturating_sub(cpu0);
 
     let (after, took) = settled(&probe, &ctx.api, &ids_now(), &before, args.settle).await?;
@@ -354,6 +368,7 @@ async fn run_lane(setup: &Setup<'_>, args: &Args, lane: Lane) -> Result<Figures>
         max_ms: report::percentile(&t, 100.0),
         driver_cpu_ms: cpu.as_secs_f64() * 1000.0 / records.len().max(1) as f64,
         leaks: diffs,
+        times: t,
     };
     print!("{}", report::per_kind(&records, &kinds));
     println!(
@@ -432,7 +447,6 @@ async fn run_lane(setup: &Setup<'_>, args: &Args, lane: Lane) -> Result<Figures>
             println!("   | {n} x level={m}");
         }
     }
-    println!("{}", report::machine_line(&f, &setup.version));
     Ok(f)
 }
 
@@ -568,11 +582,20 @@ fn real_main() -> Result<bool> {
         cache,
         cache_bound: args.cache_max_mb << 20,
     };
-    let lanes = args
-        .lanes
-        .iter()
-        .map(|(name, n)| lane(&args, name, *n, &ctd))
-        .collect::<Result<Vec<_>>>()?;
+    // Each lane's cycles split into the rounds, the first rounds taking what does not divide.
+    let rounds: Vec<Vec<Lane>> = (0..args.rounds)
+        .map(|round| {
+            args.lanes
+                .iter()
+                .map(|(name, n)| {
+                    let mut lane = lane(&args, name, *n, &ctd)?;
+                    lane.cycles =
+                        lane.cycles / args.rounds + usize::from(round < lane.cycles % args.rounds);
+                    Ok(lane)
+                })
+                .collect::<Result<Vec<_>>>()
+        })
+        .collect::<Result<_>>()?;
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -595,13 +618,19 @@ fn real_main() -> Result<bool> {
             images,
             version,
         };
-        let mut figures = Vec::new();
-        for lane in lanes {
-            if workload::STOP.load(std::sync::atomic::Ordering::Relaxed) {
-                println!("== lane {}: not run (interrupted)", lane.name);
-                continue;
+        let mut by_lane: Vec<Vec<Figures>> = args.lanes.iter().map(|_| Vec::new()).collect();
+        for (round, lanes) in rounds.into_iter().enumerate() {
+            for (i, lane) in lanes.into_iter().enumerate() {
+                if workload::STOP.load(std::sync::atomic::Ordering::Relaxed) {
+                    println!("== lane {}: not run (interrupted)", lane.name);
+                    continue;
+                }
+                by_lane[i].push(run_lane(&setup, &args, lane, round).await?);
             }
-            figures.push(run_lane(&setup, &args, lane).await?);
+        }
+        let figures: Vec<Figures> = by_lane.into_iter().filter_map(Figures::merged).collect();
+        for f in &figures {
+            println!("{}", report::machine_line(f, &setup.version));
         }
         anyhow::Ok((figures, setup.version))
     });

@@ -31,9 +31,36 @@ pub struct Figures {
     pub driver_cpu_ms: f64,
     /// Leak rows that differ, as text.
     pub leaks: Vec<String>,
+    /// Every cycle's time, sorted: what the rounds of one lane are merged from.
+    pub times: Vec<Duration>,
 }
 
 impl Figures {
+    /// One lane's figures from its rounds (the lanes run interleaved, a round of each in
+    /// turn, so that a drift of the machine's speed moves every lane alike): counts and wall
+    /// times added, percentiles over all cycles, the driver's CPU weighted by cycles, every
+    /// round's leaks.
+    pub fn merged(rounds: Vec<Figures>) -> Option<Figures> {
+        let mut rounds = rounds.into_iter();
+        let mut all = rounds.next()?;
+        for r in rounds {
+            let cpu = all.driver_cpu_ms * all.cycles as f64 + r.driver_cpu_ms * r.cycles as f64;
+            all.cycles += r.cycles;
+            all.ok += r.ok;
+            all.failed_as_expected += r.failed_as_expected;
+            all.unexpected += r.unexpected;
+            all.wall += r.wall;
+            all.driver_cpu_ms = cpu / all.cycles.max(1) as f64;
+            all.leaks.extend(r.leaks);
+            all.times.extend(r.times);
+        }
+        all.times.sort();
+        all.p50_ms = percentile(&all.times, 50.0);
+        all.p99_ms = percentile(&all.times, 99.0);
+        all.max_ms = percentile(&all.times, 100.0);
+        Some(all)
+    }
+
     /// Cycles per second of wall time.
     pub fn tasks_per_s(&self) -> f64 {
         self.cycles as f64 / self.wall.as_secs_f64().max(1e-9)
@@ -205,5 +232,43 @@ mod tests {
         assert!((percentile(&v, 50.0) - 5.0).abs() < 1e-9);
         assert!((percentile(&v, 99.0) - 10.0).abs() < 1e-9);
         assert!((percentile(&[], 50.0)).abs() < 1e-9);
+    }
+
+    fn round(cycles: u64, wall_s: u64, cpu_ms: f64, leaks: &[&str]) -> Figures {
+        let times: Vec<Duration> = (1..=cycles).map(Duration::from_millis).collect();
+        Figures {
+            lane: "wasmpod-hello".into(),
+            runtime: "io.containerd.wasmpod.v1".into(),
+            cycles: cycles as usize,
+            ok: cycles as usize,
+            failed_as_expected: 0,
+            unexpected: 0,
+            wall: Duration::from_secs(wall_s),
+            p50_ms: percentile(&times, 50.0),
+            p99_ms: percentile(&times, 99.0),
+            max_ms: percentile(&times, 100.0),
+            driver_cpu_ms: cpu_ms,
+            leaks: leaks.iter().map(|l| l.to_string()).collect(),
+            times,
+        }
+    }
+
+    /// Rounds of a lane add up: tasks/s of all cycles over all wall time, percentiles over
+    /// every cycle, CPU weighted by cycles, every round's leaks.
+    #[test]
+    fn the_rounds_of_a_lane_merge_into_one_lanes_figures() {
+        let merged = Figures::merged(vec![
+            round(10, 2, 1.0, &[]),
+            round(30, 4, 2.0, &["mounts 3 -> 4"]),
+        ])
+        .unwrap();
+        assert_eq!(merged.cycles, 40);
+        assert!((merged.tasks_per_s() - 40.0 / 6.0).abs() < 1e-9);
+        assert!((merged.driver_cpu_ms - 1.75).abs() < 1e-9);
+        // 1..=10 and 1..=30 ms: 1 to 10 twice are the 20 fastest, so p50 is 10 ms.
+        assert!((merged.p50_ms - 10.0).abs() < 1e-9);
+        assert!((merged.max_ms - 30.0).abs() < 1e-9);
+        assert_eq!(merged.leaks, ["mounts 3 -> 4"]);
+        assert!(Figures::merged(Vec::new()).is_none());
     }
 }
