@@ -15,7 +15,7 @@
 //! before its neighbours. Either way, what the shim made ahead for the bundle's container and
 //! no Create took is let go first (its cgroup directories). This module only watches.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use log::{info, warn};
@@ -26,22 +26,31 @@ use tokio::io::unix::AsyncFd;
 use super::lifetime::Lifetime;
 use crate::isolation::Ahead;
 
-/// Watches the working directory (the bundle); see the module docs.
-pub async fn exit_when_abandoned(lifetime: Arc<Lifetime>, ahead: Option<Ahead>) {
-    let bundle = match std::env::current_dir() {
-        Ok(dir) => dir,
+/// Watches `bundle`, the working directory as the shim found it as it started; see the module
+/// docs. A working directory already removed then (`getcwd` says `NotFound`) counts as a
+/// bundle removed.
+pub async fn exit_when_abandoned(
+    lifetime: Arc<Lifetime>,
+    ahead: Option<Ahead>,
+    bundle: Result<PathBuf, std::io::ErrorKind>,
+) {
+    let bundle = match bundle {
+        Ok(dir) => {
+            if let Err(e) = removed(&dir).await {
+                warn!(
+                    "cannot watch the bundle {} ({e}): a shim containerd abandons stays",
+                    dir.display()
+                );
+                return;
+            }
+            dir
+        }
+        Err(std::io::ErrorKind::NotFound) => PathBuf::from("(the working directory)"),
         Err(e) => {
             warn!("cannot find the bundle to watch ({e}): a shim containerd abandons stays");
             return;
         }
     };
-    if let Err(e) = removed(&bundle).await {
-        warn!(
-            "cannot watch the bundle {} ({e}): a shim containerd abandons stays",
-            bundle.display()
-        );
-        return;
-    }
     if let Some(ahead) = ahead {
         // A Create of this bundle took the offers at its start: then this ends nothing.
         ahead.end();

@@ -271,9 +271,16 @@ impl Shim for Service {
             move || !held.is_empty(),
         ));
         lifetime.leave_on_sigterm();
-        tokio::spawn(abandoned::exit_when_abandoned(lifetime.clone(), ahead));
+        // Looked up now, not in the watching task: containerd may remove the bundle as soon as
+        // `start` has returned, and the working directory's path is then gone.
+        let bundle = std::env::current_dir();
+        tokio::spawn(abandoned::exit_when_abandoned(
+            lifetime.clone(),
+            ahead,
+            bundle.as_ref().map_err(std::io::Error::kind).cloned(),
+        ));
         // The log fd is the fifo of the working directory, the first container's bundle.
-        let log = logger::LogFollower::new(log_fd, std::env::current_dir().ok());
+        let log = logger::LogFollower::new(log_fd, bundle.ok());
         TaskService::new(tasks, lifetime, Arc::new(log))
     }
 }
