@@ -68,9 +68,9 @@ pub(super) struct WorkloadExecutor {
     log_fd: Option<RawFd>,
     /// Where the shim's command line is, read in the shim: a guest shows its own there.
     title: Option<ArgArea>,
-    /// The shim's unnamed socketpairs when the build began: what may be tokio's signal pipe
-    /// (see [`close_fds_except`]). Looked up in the shim: a guest's container has no `/proc`.
-    socketpairs: Vec<RawFd>,
+    /// The shim's unnamed socketpairs: what may be tokio's signal pipe (see
+    /// [`close_fds_except`]). Looked up in the shim: a guest's container has no `/proc`.
+    socketpairs: &'static [RawFd],
 }
 
 impl WorkloadExecutor {
@@ -82,9 +82,17 @@ impl WorkloadExecutor {
             workload,
             log_fd,
             title: ArgArea::of_this_process(),
-            socketpairs: unnamed_socketpairs(3),
+            socketpairs: shim_socketpairs(),
         }
     }
+}
+
+/// The shim's unnamed socketpairs, listed once: tokio's signal pipe is made as the shim starts
+/// and stays, so one look at `/proc/self/fd` serves every Create and Exec (the init checks
+/// each candidate again, see [`close_fds_except`]).
+fn shim_socketpairs() -> &'static [RawFd] {
+    static PAIRS: std::sync::OnceLock<Vec<RawFd>> = std::sync::OnceLock::new();
+    PAIRS.get_or_init(|| unnamed_socketpairs(3))
 }
 
 impl Executor for WorkloadExecutor {
@@ -94,7 +102,7 @@ impl Executor for WorkloadExecutor {
             Workload::Guest(guest) => {
                 let mut keep = guest.keep_fds();
                 keep.extend(self.log_fd);
-                make_clean_init(keep, &self.socketpairs);
+                make_clean_init(keep, self.socketpairs);
                 // The freed heap of the setup (the shim's, inherited, and libcontainer's, whose
                 // mountinfo parses grow with every mount on the node) would stay resident for
                 // the container's life. 1,000 idle containers in groups of 100: 1.73 MB PSS each
@@ -207,7 +215,7 @@ fn drop_capabilities_as_execve_would() {
 
 /// Closes every descriptor from `first` up, except those in `keep` and tokio's signal pipe,
 /// which is replaced by a private one. Which of the `candidates` (the shim's unnamed
-/// socketpairs before the fork) is still one: the init has no `/proc` to list its own.
+/// socketpairs, listed in the shim) is still one: the init has no `/proc` to list its own.
 ///
 /// tokio keeps one process-wide socketpair for signal delivery, created in the shim before the
 /// fork; any tokio runtime built later in this process (wasmtime-wasi builds one for its

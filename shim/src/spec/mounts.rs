@@ -101,7 +101,7 @@ pub fn made_for_guest(mounts: &[Mount]) -> Vec<Mount> {
             let strictly_under_dev = under("/dev") && destination != Path::new("/dev");
             let unseen = under("/proc")
                 || under("/sys")
-                || ["proc", "sysfs", "cgroup", "cgroup2", "mqueue"].contains(&typ)
+                || (SYSTEM_TYPES.contains(&typ) && typ != "devpts")
                 || (typ == "tmpfs" && strictly_under_dev);
             !unseen
         })
