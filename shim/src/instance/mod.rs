@@ -198,13 +198,26 @@ impl InstanceFactory for ContainerFactory {
 }
 
 /// The spec libcontainer builds the container from: a guest's leaves out the kernel's
-/// filesystems it never sees (see [`crate::spec::made_for_guest`]); a native workload's is the
-/// bundle's, whole.
+/// filesystems it never sees (see [`crate::spec::made_for_guest`]) and the masked and
+/// read-only paths under them; a native workload's is the bundle's, whole.
 fn spec_to_build(spec: &Spec, workload: &Workload) -> Spec {
     let mut spec = spec.clone();
-    if let (Workload::Guest(_), Some(mounts)) = (workload, spec.mounts()) {
+    if !matches!(workload, Workload::Guest(_)) {
+        return spec;
+    }
+    if let Some(mounts) = spec.mounts() {
         let made = crate::spec::made_for_guest(mounts);
         spec.set_mounts(Some(made));
+    }
+    if let Some(linux) = spec.linux_mut() {
+        if let Some(masked) = linux.masked_paths() {
+            let left = crate::spec::paths_left_for_guest(masked);
+            linux.set_masked_paths(Some(left));
+        }
+        if let Some(readonly) = linux.readonly_paths() {
+            let left = crate::spec::paths_left_for_guest(readonly);
+            linux.set_readonly_paths(Some(left));
+        }
     }
     spec
 }

@@ -27,7 +27,7 @@ pub use entrypoint::{resolve_entrypoint, split_export, DEFAULT_PATH};
 pub use error::{EntrypointLookup, SpecError};
 pub use http::http_plan;
 pub use limits::{guest_limits, guest_memory_cap, network_access};
-pub use mounts::{made_for_guest, preopens};
+pub use mounts::{made_for_guest, paths_left_for_guest, preopens};
 pub use process::{guest_cwd, parse_env};
 
 use crate::plan::{Entrypoint, WasiPlan};

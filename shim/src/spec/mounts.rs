@@ -109,6 +109,21 @@ pub fn made_for_guest(mounts: &[Mount]) -> Vec<Mount> {
         .collect()
 }
 
+/// The paths of `linux.maskedPaths` or `linux.readonlyPaths` that a guest's container still
+/// has: none at or below `/proc` and `/sys`, which [`made_for_guest`] leaves unmounted, so
+/// there is nothing there to mask or make read-only (libcontainer tried a bind mount of each
+/// and skipped it on `ENOENT`).
+pub fn paths_left_for_guest(paths: &[String]) -> Vec<String> {
+    paths
+        .iter()
+        .filter(|path| {
+            let path = Path::new(path.as_str());
+            !(path.starts_with("/proc") || path.starts_with("/sys"))
+        })
+        .cloned()
+        .collect()
+}
+
 /// The destination as a clean guest path (`/a/b`): absolute, `.` and repeated or trailing
 /// slashes removed, so `/proc/` and `//data` are recognised like `/proc` and `/data`.
 fn guest_destination(destination: &Path) -> Result<String, SpecError> {

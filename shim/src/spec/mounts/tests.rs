@@ -331,3 +331,23 @@ fn every_mount_a_guest_keeps_is_still_made_in_spec_order_and_unchanged() {
     let mounts = [bind("/b", &["ro"]), bind("/a", &[])];
     assert_eq!(made_for_guest(&mounts), mounts.to_vec());
 }
+
+#[test]
+fn a_guest_masks_and_protects_nothing_under_the_proc_and_sys_it_does_not_have() {
+    let paths: Vec<String> = [
+        "/proc/acpi",
+        "/proc/sys",
+        "/sys/firmware",
+        "/processes/keys",
+        "/system",
+        "/dev/secret",
+        "/run/lock",
+    ]
+    .iter()
+    .map(|p| p.to_string())
+    .collect();
+    assert_eq!(
+        paths_left_for_guest(&paths),
+        ["/processes/keys", "/system", "/dev/secret", "/run/lock"]
+    );
+}
