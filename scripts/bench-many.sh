@@ -18,8 +18,10 @@ if (($(cat /proc/sys/kernel/pid_max) < need)); then
   echo "bench-many: kernel.pid_max $(cat /proc/sys/kernel/pid_max) is below the $need pids $MANY containers need" >&2
   exit 1
 fi
-# Each idle container costs the node about 2.6-2.9 MB with the kernel's objects (namespaces,
-# cgroups, mounts, page tables) and containerd's share: refuse what would not fit.
+# Each idle container costs the node about 2.3 MB at 3,000 with the kernel's objects
+# (namespaces, cgroups, mounts, page tables) and containerd's share, and more as their number
+# grows (every memory cgroup's shrinker table, README): about 2.85 MB at 10,000. Refuse what
+# would not fit.
 avail_mb=$(awk '/^MemAvailable:/{print int($2 / 1024)}' /proc/meminfo)
 if ((MANY * 3 > avail_mb * 9 / 10)); then
   echo "bench-many: $MANY containers need about $((MANY * 3)) MB; this node has $avail_mb MB available (MANY=$((avail_mb * 9 / 10 / 3)) would fit)" >&2
