@@ -120,8 +120,10 @@ impl HeldOutput {
             .name("held-output".into())
             .spawn(move || {
                 let mut unread = unread;
+                let mut pause = FIRST_READ_CHECK;
                 while !unread.is_empty() && Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_millis(5));
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(LAST_READ_CHECK);
                     unread.retain(|f| self::unread(f) > 0);
                 }
             });
@@ -130,6 +132,14 @@ impl HeldOutput {
         }
     }
 }
+
+/// How soon a held fifo is looked at again, at first: a client that reads as the output comes
+/// (ctr, Docker) has read it within a fraction of a millisecond, and it waits for the
+/// end-of-file this release gives before it asks for Delete.
+const FIRST_READ_CHECK: Duration = Duration::from_micros(100);
+/// The longest pause between two looks, doubling from [`FIRST_READ_CHECK`]: a reader slower
+/// than that is not kept waiting more than this after it read the last byte.
+const LAST_READ_CHECK: Duration = Duration::from_millis(5);
 
 /// Bytes in a fifo nobody has read yet (0 when it cannot tell).
 fn unread(fifo: &OwnedFd) -> libc::c_int {
