@@ -99,8 +99,7 @@ pub fn made_for_guest(mounts: &[Mount]) -> Vec<Mount> {
             let destination = mount.destination();
             let under = |dir: &str| destination.starts_with(dir);
             let strictly_under_dev = under("/dev") && destination != Path::new("/dev");
-            let unseen = under("/proc")
-                || under("/sys")
+            let unseen = in_proc_or_sys(destination)
                 || (SYSTEM_TYPES.contains(&typ) && typ != "devpts")
                 || (typ == "tmpfs" && strictly_under_dev);
             !unseen
@@ -116,12 +115,14 @@ pub fn made_for_guest(mounts: &[Mount]) -> Vec<Mount> {
 pub fn paths_left_for_guest(paths: &[String]) -> Vec<String> {
     paths
         .iter()
-        .filter(|path| {
-            let path = Path::new(path.as_str());
-            !(path.starts_with("/proc") || path.starts_with("/sys"))
-        })
+        .filter(|path| !in_proc_or_sys(Path::new(path.as_str())))
         .cloned()
         .collect()
+}
+
+/// At or below `/proc` or `/sys`, the trees a guest's container is made without.
+fn in_proc_or_sys(path: &Path) -> bool {
+    path.starts_with("/proc") || path.starts_with("/sys")
 }
 
 /// The destination as a clean guest path (`/a/b`): absolute, `.` and repeated or trailing
