@@ -16,6 +16,8 @@ mod bundle;
 mod cgroup;
 mod cgroup_ahead;
 mod cgroup_path;
+#[cfg(test)]
+mod clone_into_cgroup_tests;
 mod container;
 mod executor;
 mod first_spec;

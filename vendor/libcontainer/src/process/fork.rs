@@ -1,5 +1,6 @@
 use std::ffi::c_int;
 use std::num::NonZeroUsize;
+use std::os::fd::RawFd;
 
 use libc::SIGCHLD;
 use nix::sys::{mman, resource};
@@ -41,26 +42,40 @@ pub type CloneCb<'a> = Box<dyn FnMut() -> i32 + 'a>;
 // youki main process) will exit and the init process will be re-parented to the
 // process 1 (system init process), which is not the right behavior of what we
 // look for.
-pub fn container_clone_sibling(cb: CloneCb) -> Result<Pid, CloneError> {
+pub fn container_clone_sibling(cb: CloneCb, cgroup: Option<RawFd>) -> Result<Pid, CloneError> {
     // Note: normally, an exit signal is required, but when using
     // `CLONE_PARENT`, the `clone3` will return EINVAL if an exit signal is set.
     // The older `clone` will not return EINVAL in this case. Instead it ignores
     // the exit signal bits in the glibc wrapper. Therefore, we explicitly set
     // the exit_signal to None here, so this works for both version of clone.
-    clone_internal(cb, libc::CLONE_PARENT as u64, None)
+    clone_internal(cb, libc::CLONE_PARENT as u64, None, cgroup)
 }
 
 // Clone a child process and execute the callback.
-pub fn container_clone(cb: CloneCb) -> Result<Pid, CloneError> {
-    clone_internal(cb, 0, Some(SIGCHLD as u64))
+pub fn container_clone(cb: CloneCb, cgroup: Option<RawFd>) -> Result<Pid, CloneError> {
+    clone_internal(cb, 0, Some(SIGCHLD as u64), cgroup)
 }
+
+/// wasmpod patch: `CLONE_INTO_CGROUP` (Linux 5.7, cgroup v2), the flag that puts the child in
+/// the cgroup whose directory `clone3_args.cgroup` holds open.
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 // An internal wrapper to manage the clone3 vs clone fallback logic.
 fn clone_internal(
     mut cb: CloneCb,
     flags: u64,
     exit_signal: Option<u64>,
+    cgroup: Option<RawFd>,
 ) -> Result<Pid, CloneError> {
+    // wasmpod patch: cloned into the cgroup where one is given. Where the kernel refuses it
+    // (too old, or a cgroup it cannot enter so), the child is cloned as before and joins the
+    // cgroup by writing `cgroup.procs` itself.
+    if let Some(fd) = cgroup {
+        match clone3_into(&mut cb, flags | CLONE_INTO_CGROUP, exit_signal, fd as u64) {
+            Ok(pid) => return Ok(pid),
+            Err(err) => tracing::debug!("clone3 into the cgroup failed ({err}): cloning without"),
+        }
+    }
     match clone3(&mut cb, flags, exit_signal) {
         Ok(pid) => Ok(pid),
         // For now, we decide to only fallback on ENOSYS
@@ -78,6 +93,15 @@ fn clone_internal(
 // the interface of fork. There is not need to explicitly manage the memory, so
 // we can safely passing the callback closure as reference.
 fn clone3(cb: &mut CloneCb, flags: u64, exit_signal: Option<u64>) -> Result<Pid, CloneError> {
+    clone3_into(cb, flags, exit_signal, 0)
+}
+
+fn clone3_into(
+    cb: &mut CloneCb,
+    flags: u64,
+    exit_signal: Option<u64>,
+    cgroup: u64,
+) -> Result<Pid, CloneError> {
     #[repr(C)]
     struct clone3_args {
         flags: u64,
@@ -103,7 +127,7 @@ fn clone3(cb: &mut CloneCb, flags: u64, exit_signal: Option<u64>) -> Result<Pid,
         tls: 0,
         set_tid: 0,
         set_tid_size: 0,
-        cgroup: 0,
+        cgroup,
     };
     let args_ptr = &mut args as *mut clone3_args;
     let args_size = std::mem::size_of::<clone3_args>();
@@ -247,7 +271,7 @@ mod test {
 
     #[test]
     fn test_container_fork() -> Result<()> {
-        let pid = container_clone(Box::new(|| 0))?;
+        let pid = container_clone(Box::new(|| 0), None)?;
         match waitpid(pid, None).expect("wait pid failed.") {
             WaitStatus::Exited(p, status) => {
                 assert_eq!(pid, p);
@@ -260,7 +284,7 @@ mod test {
 
     #[test]
     fn test_container_err_fork() -> Result<()> {
-        let pid = container_clone(Box::new(|| -1))?;
+        let pid = container_clone(Box::new(|| -1), None)?;
         match waitpid(pid, None).expect("wait pid failed.") {
             WaitStatus::Exited(p, status) => {
                 assert_eq!(pid, p);
@@ -313,7 +337,7 @@ mod test {
             unistd::ForkResult::Child => {
                 // Inside the forked process. We call `container_clone` and pass
                 // the pid to the parent process.
-                let pid = container_clone_sibling(Box::new(|| 0))?;
+                let pid = container_clone_sibling(Box::new(|| 0), None)?;
                 sender.send(pid.as_raw())?;
                 sender.close()?;
                 std::process::exit(0);
@@ -368,7 +392,7 @@ mod test {
                 ));
             }
 
-            let pid = container_clone(Box::new(|| 0)).map_err(|err| err.to_string())?;
+            let pid = container_clone(Box::new(|| 0), None).map_err(|err| err.to_string())?;
             match waitpid(pid, None).expect("wait pid failed.") {
                 WaitStatus::Exited(p, status) => {
                     assert_eq!(pid, p);
