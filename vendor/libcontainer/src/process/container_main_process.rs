@@ -346,7 +346,14 @@ fn cgroup_for_clone(container_args: &ContainerArgs) -> Option<std::os::fd::Owned
         config.cgroup_path.clone(),
     )
     .ok()?;
-    manager.open_for_clone().ok().flatten()
+    let dir = manager.open_for_clone().ok().flatten();
+    if dir.is_some() {
+        tracing::debug!(
+            "cloning the intermediate process into its cgroup {:?}",
+            config.cgroup_path
+        );
+    }
+    dir
 }
 
 fn setup_mapping(config: &UserNamespaceConfig, pid: Pid) -> Result<()> {
