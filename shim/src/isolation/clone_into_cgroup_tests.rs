@@ -59,7 +59,7 @@ fn clone_into(dir: &OwnedFd, child: impl FnOnce() -> i32) -> i32 {
 #[test]
 fn a_process_cloned_into_the_cgroup_is_born_there_and_the_manager_knows_it() {
     let root = unified_root();
-    let relative = PathBuf::from(format!("/wasmpod-unit/clone-{}", std::process::id()));
+    let relative = PathBuf::from(format!("/wasmpod-unit-clone-{}/c1", std::process::id()));
     let full = root.join(relative.strip_prefix("/").unwrap());
     let manager = Manager::new(root.clone(), relative.clone()).unwrap();
 
@@ -96,7 +96,7 @@ fn a_process_cloned_into_the_cgroup_is_born_there_and_the_manager_knows_it() {
 #[test]
 fn a_cgroup_that_was_already_made_is_opened_as_it_is() {
     let root = unified_root();
-    let relative = PathBuf::from(format!("/wasmpod-unit/made-{}", std::process::id()));
+    let relative = PathBuf::from(format!("/wasmpod-unit-made-{}/c1", std::process::id()));
     let full = root.join(relative.strip_prefix("/").unwrap());
     std::fs::create_dir_all(&full).unwrap();
     let manager = Manager::new(root, relative).unwrap();
@@ -104,7 +104,9 @@ fn a_cgroup_that_was_already_made_is_opened_as_it_is() {
     remove(&full);
 }
 
+/// Removes a test's cgroup and its parent, which is the test's own: the tests run at once, so
+/// they share no level the other could remove while it is being made.
 fn remove(dir: &Path) {
     std::fs::remove_dir(dir).unwrap();
-    let _ = std::fs::remove_dir(dir.parent().unwrap());
+    std::fs::remove_dir(dir.parent().unwrap()).unwrap();
 }
