@@ -12,6 +12,7 @@ use nix::unistd::Pid;
 
 use super::builder::in_builder_process;
 
+/// Not libc's, which reads 0 on glibc targets (a `c_int` too small for it); as in `fork.rs`.
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 fn unified_root() -> PathBuf {

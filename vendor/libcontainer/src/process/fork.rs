@@ -57,7 +57,8 @@ pub fn container_clone(cb: CloneCb, cgroup: Option<RawFd>) -> Result<Pid, CloneE
 }
 
 /// wasmpod patch: `CLONE_INTO_CGROUP` (Linux 5.7, cgroup v2), the flag that puts the child in
-/// the cgroup whose directory `clone3_args.cgroup` holds open.
+/// the cgroup whose directory `clone3_args.cgroup` holds open. Not libc's: libc 0.2.191 declares
+/// it as a `c_int` for glibc targets, which cannot hold the value, and it reads 0 there.
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 // An internal wrapper to manage the clone3 vs clone fallback logic.
