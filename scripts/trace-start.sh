@@ -14,7 +14,9 @@ source "$(dirname "$0")/lib/containerd.sh"
 
 runs=${TRACE_RUNS:-7}
 bin=${1:-$WASMPOD_ROOT/.work/trixie/bin/containerd}
-CTD_ARGS="--log-level debug" containerd_start "$bin"
+# WASMPOD_TIMELINE: the shim and the processes of each build mark their steps in one file
+# (shim/src/isolation/timeline.rs), which splits libcontainer's part of Create below.
+CTD_ENV="WASMPOD_TIMELINE=@CTD_DIR@/timeline" CTD_ARGS="--log-level debug" containerd_start "$bin"
 log=$CTD_DIR/containerd.log
 echo "== containerd $(ctd version 2>/dev/null | awk '/Server/{s=1} s && /Version/{print $2; exit}'), $runs runs each, median ms"
 
@@ -139,3 +141,57 @@ for d in bootstrap "${create_stages[@]/#/create: }" "create: total" "start: sign
   "guest: instantiate and run" "delete: container (cgroup, state)" "delete: rootfs unmount"; do
   printf '     %-70s %8s\n' "$d" "$(awk -F '\t' -v k="$d" '$1 == k && $2 != "" { print $2 }' "$CTD_DIR/details" | median)"
 done
+# The timeline of each measured wasmpod Create, from the shim's "shim: create" to its
+# "shim: create done": each step from the one before on the build's path, in this order
+# (the main process waits meanwhile; its "intermediate ready" is off the path).
+echo "   inside Create, across its processes (WASMPOD_TIMELINE; each from the step before):"
+python3 - "$CTD_DIR/timeline" "$runs" <<'PY'
+import statistics, sys
+path = [
+    ("shim: create", None),
+    ("shim: rootfs, loader and stdio done", "shim: spec, ahead, rootfs mount, loader, stdio"),
+    ("shim: bundle written, forking the builder", "shim: seccomp filter, libcontainer's bundle"),
+    ("builder: start", "the builder's thread and fork (from the shim)"),
+    ("builder: spec loaded", "builder: shim sockets closed, spec read and validated"),
+    ("builder: state and config saved", "builder: state dir, state and config written"),
+    ("intermediate: start", "clone of the intermediate process"),
+    ("intermediate: joining cgroups", "intermediate: cgroup manager, its setup"),
+    ("intermediate: cloning init", "intermediate: joins the cgroups, namespaces"),
+    ("init: start", "clone of the init process"),
+    ("init: namespaces set", "init: namespaces, session"),
+    ("init: rootfs mounted and pivot_root done", "init: rootfs, mounts, /dev, pivot_root"),
+    ("init: ready", "init: sysctl, masked paths, capabilities, seccomp"),
+    ("main: init ready", "init ready reaches the main process"),
+    ("main: state saved", "main: state written"),
+    ("builder: answered", "builder: answer written"),
+    ("shim: answer received", "shim: answer received"),
+    ("shim: state read back", "shim: thread joined, state read back"),
+    ("shim: create done", "shim: oom score, the rest"),
+]
+marks = []
+try:
+    for line in open(sys.argv[1]):
+        parts = line.split()
+        marks.append((int(parts[-1]), " ".join(parts[1:-1])))
+except FileNotFoundError:
+    print("     (no timeline: the shim wrote none)")
+    sys.exit(0)
+marks.sort()
+runs, current = [], None
+for t, label in marks:
+    if label == "shim: create":
+        current = {}
+        runs.append(current)
+    if current is not None and label not in current:
+        current[label] = t
+# The measured runs are the last ones (the warm-ups came first).
+runs = [r for r in runs[-int(sys.argv[2]):] if all(label in r for label, _ in path)]
+if not runs:
+    print("     (no complete timeline)")
+    sys.exit(0)
+for (before, _), (label, what) in zip(path, path[1:]):
+    step = statistics.median((r[label] - r[before]) / 1e6 for r in runs)
+    print("     %-70s %8.2f" % (what, step))
+total = statistics.median((r["shim: create done"] - r["shim: create"]) / 1e6 for r in runs)
+print("     %-70s %8.2f   (%d runs)" % ("total", total, len(runs)))
+PY

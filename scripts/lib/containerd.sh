@@ -30,9 +30,11 @@ containerd_start() {
     rm -rf "$CTD_DIR"
     return 1
   fi
-  # Extra environment for the daemon (and so its shims), e.g. CTD_ENV="WASMPOD_CACHE_DIR=/x",
-  # and extra daemon flags, e.g. CTD_ARGS="--log-level debug".
-  env ${CTD_ENV:-} PATH="$WASMPOD_BIN:/usr/sbin:/usr/bin:/sbin:/bin" \
+  # Extra environment for the daemon (and so its shims), e.g. CTD_ENV="WASMPOD_CACHE_DIR=/x"
+  # (@CTD_DIR@ in it stands for the daemon's private directory), and extra daemon flags, e.g.
+  # CTD_ARGS="--log-level debug".
+  local extra_env=${CTD_ENV:-}
+  env ${extra_env//@CTD_DIR@/$CTD_DIR} PATH="$WASMPOD_BIN:/usr/sbin:/usr/bin:/sbin:/bin" \
     "$bin" --config "$CTD_DIR/config.toml" ${CTD_ARGS:-} >"$CTD_DIR/containerd.log" 2>&1 &
   CTD_PID=$!
   trap containerd_stop EXIT

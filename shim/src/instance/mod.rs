@@ -66,13 +66,15 @@ impl ContainerFactory {
     }
 
     /// Builds the wasm engine ahead, while containerd has yet to send the first Create,
-    /// unless that container (in `bundle`) is a pod's sandbox, which runs no wasm; and makes
+    /// unless that container (in `bundle`) is a pod's sandbox, which runs no wasm (and, in
+    /// the same thread, looks up what every build reads of the shim's process); and makes
     /// its network namespace and cgroup ahead where it may ([`Ahead`], which the caller ends
     /// if the bundle goes without a Create).
     pub fn warm_up(&self, bundle: PathBuf) -> Ahead {
         let spec = FirstSpec::new(bundle);
         let ahead = self.ahead.get_or_init(|| Ahead::start(&spec)).clone();
         self.loader.warm_up(move || {
+            crate::isolation::warm_up_executor();
             let kind = spec.get().and_then(|s| {
                 s.annotations()
                     .as_ref()?
@@ -102,6 +104,7 @@ impl InstanceFactory for ContainerFactory {
 
     fn create(&self, req: &CreateRequest) -> Result<Container> {
         let mut stages = Stages::new(format!("{}: create", req.id));
+        crate::isolation::timeline::mark("shim: create");
         // Taken first, so that a Create failing before the build lets it go too.
         let (netns, cgroup) = match self.ahead.get() {
             Some(ahead) => ahead.take(&req.bundle),
@@ -144,6 +147,7 @@ impl InstanceFactory for ContainerFactory {
                 // The init process waits for Start; ctr and Docker size its terminal after it.
                 let (io, prepared) = io::prepare(&streams, None)?;
                 stages.mark("stdio");
+                crate::isolation::timeline::mark("shim: rootfs, loader and stdio done");
                 let linux = LinuxContainer::create(ContainerConfig {
                     id: req.id.clone(),
                     bundle: req.bundle.clone(),
@@ -169,6 +173,7 @@ impl InstanceFactory for ContainerFactory {
                     }
                 }
             });
+        crate::isolation::timeline::mark("shim: create done");
         if built.is_ok() {
             stages.mark("terminal");
             stages.log();

@@ -48,8 +48,10 @@ pub(super) fn in_builder_process(build: impl FnOnce() -> BuildResult) -> BuildRe
     if pid == 0 {
         drop(reader);
         close_shim_sockets();
+        super::timeline::mark("builder: start");
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(build))
             .unwrap_or_else(|_| Err("the builder process panicked".into()));
+        super::timeline::mark("builder: answered");
         let _ = std::fs::File::from(writer).write_all(&encode(&result));
         // SAFETY: ending the builder is the intent; nothing of the shim's may run here.
         unsafe { libc::_exit(0) };
@@ -61,7 +63,9 @@ pub(super) fn in_builder_process(build: impl FnOnce() -> BuildResult) -> BuildRe
             std::io::Error::last_os_error()
         ));
     }
-    receive(reader, pid)
+    let answer = receive(reader, pid);
+    super::timeline::mark("shim: answer received");
+    answer
 }
 
 /// The path the shim's ttrpc socket is bound to (see the module docs).

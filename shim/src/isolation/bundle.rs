@@ -58,7 +58,7 @@ pub fn prepare(
     id: &str,
     mut spec: Spec,
     terminal: bool,
-) -> Result<PreparedBundle, IsolationError> {
+) -> Result<(PreparedBundle, Spec), IsolationError> {
     let private = bundle.join(PRIVATE_DIR);
     let dir = private.join("bundle");
     let state_root = private.join("state");
@@ -101,12 +101,13 @@ pub fn prepare(
     let config = dir.join("config.json");
     spec.save(&config)
         .map_err(|e| bundle_err(&config, super::chain(&e)))?;
-    Ok(PreparedBundle {
+    let prepared = PreparedBundle {
         dir,
         state_root,
         cgroup_path,
         oom_score_adj,
-    })
+    };
+    Ok((prepared, spec))
 }
 
 /// libcontainer's name for a root propagation: it always sets the root's propagation with
@@ -156,7 +157,7 @@ mod tests {
             .linux(linux)
             .build()
             .unwrap();
-        let prepared = prepare(bundle.path(), "abc", spec, false).unwrap();
+        let (prepared, held) = prepare(bundle.path(), "abc", spec, false).unwrap();
 
         assert_eq!(prepared.oom_score_adj, Some(-998));
         assert_eq!(
@@ -170,6 +171,10 @@ mod tests {
         assert_eq!(
             written.root().as_ref().unwrap().path(),
             &bundle.path().join("rootfs")
+        );
+        assert_eq!(
+            held, written,
+            "libcontainer builds from the spec as written"
         );
 
         remove(bundle.path());
@@ -190,7 +195,7 @@ mod tests {
                 .build()
                 .unwrap();
             let spec = SpecBuilder::default().linux(linux).build().unwrap();
-            let prepared = prepare(bundle.path(), "p", spec, false).unwrap();
+            let (prepared, _) = prepare(bundle.path(), "p", spec, false).unwrap();
             let copy = Spec::load(prepared.dir.join("config.json")).unwrap();
             let linux = copy.linux().as_ref().unwrap();
             assert_eq!(linux.rootfs_propagation().as_deref(), Some(written));
@@ -205,8 +210,26 @@ mod tests {
             .build()
             .unwrap();
         let spec = SpecBuilder::default().process(process).build().unwrap();
-        let prepared = prepare(bundle.path(), "t", spec, true).unwrap();
+        let (prepared, _) = prepare(bundle.path(), "t", spec, true).unwrap();
         let written = Spec::load(prepared.dir.join("config.json")).unwrap();
         assert_eq!(written.process().as_ref().unwrap().terminal(), Some(true));
+    }
+
+    /// libcontainer builds from the spec the shim holds, not from the file the shim wrote
+    /// (`with_spec`, a vendored patch): they must be the same spec. The default spec has every
+    /// part a runtime's has (namespaces, mounts, capabilities, masked paths, rlimits).
+    #[test]
+    fn the_spec_held_is_the_spec_written_for_a_whole_spec() {
+        let bundle = tempfile::tempdir().unwrap();
+        let mut spec = Spec::default();
+        let mut annotations = std::collections::HashMap::new();
+        annotations.insert(
+            "io.kubernetes.cri.container-type".into(),
+            "container".into(),
+        );
+        spec.set_annotations(Some(annotations));
+        let (prepared, held) = prepare(bundle.path(), "whole", spec, false).unwrap();
+        let written = Spec::load(prepared.dir.join("config.json")).unwrap();
+        assert_eq!(held, written);
     }
 }

@@ -25,6 +25,7 @@ mod netns_ahead;
 mod process_io;
 pub mod rootfs;
 pub mod seccomp_filters;
+pub mod timeline;
 mod title;
 
 pub use ahead::Ahead;
@@ -34,7 +35,7 @@ pub use cgroup::{remember_mount_points, CgroupStats, Layout};
 pub use cgroup_ahead::{CgroupAhead, MadeCgroup};
 pub use cgroup_path::cgroupfs_path;
 pub use container::{remove_leftovers, signal, ContainerConfig, LinuxContainer};
-pub use executor::{reset_environment, Guest, Workload};
+pub use executor::{reset_environment, warm_up as warm_up_executor, Guest, Workload};
 pub use first_spec::FirstSpec;
 pub use netns_ahead::NetnsAhead;
 pub use process_io::ProcessIo;

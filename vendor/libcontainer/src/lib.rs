@@ -15,6 +15,8 @@ pub mod seccomp;
 pub mod signal;
 pub mod syscall;
 pub mod test_utils;
+// wasmpod patch: the build's timeline (timeline.rs).
+pub mod timeline;
 pub mod tty;
 pub mod user_ns;
 pub mod utils;

@@ -220,6 +220,7 @@ impl ContainerBuilderImpl {
                 .save()?;
         }
 
+        crate::timeline::mark("main: state saved"); // wasmpod patch: a timeline mark
         Ok(init_pid)
     }
 

@@ -46,6 +46,7 @@ pub fn container_intermediate_process(
     intermediate_main_sender: &mut channel::MainSender,
     init_main_sender: &mut channel::MainSender,
 ) -> Result<()> {
+    crate::timeline::mark("intermediate: start"); // wasmpod patch: a timeline mark
     let (inter_sender, inter_receiver) = intermediate_chan;
     let (init_sender, init_receiver) = init_chan;
     let command = args.syscall.create_syscall();
@@ -82,6 +83,7 @@ pub fn container_intermediate_process(
     // In addition this needs to be done before we enter the cgroup namespace as
     // the cgroup of the process will form the root of the cgroup hierarchy in
     // the cgroup namespace.
+    crate::timeline::mark("intermediate: joining cgroups"); // wasmpod patch: a timeline mark
     apply_cgroups(
         &cgroup_manager,
         linux.resources().as_ref(),
@@ -208,6 +210,7 @@ pub fn container_intermediate_process(
     // configuration. The youki main process can decide what to do with the init
     // process and the intermediate process can just exit safely after the job
     // is done.
+    crate::timeline::mark("intermediate: cloning init"); // wasmpod patch: a timeline mark
     let pid = fork::container_clone_sibling(cb, None).map_err(|err| {
         tracing::error!("failed to fork init process: {}", err);
         IntermediateProcessError::InitProcess(err)

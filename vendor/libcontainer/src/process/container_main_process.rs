@@ -55,6 +55,7 @@ pub fn container_main_process(container_args: &ContainerArgs) -> Result<Pid> {
     // cloned process, we have to be deligent about closing any unused channel.
     // At minimum, we have to close down any unused senders. The corresponding
     // receivers will be cleaned up once the senders are closed down.
+    crate::timeline::mark("main: cloning intermediate"); // wasmpod patch: a timeline mark
     let (mut intermediate_main_sender, mut intermediate_main_receiver) = channel::main_channel()?;
     let (mut init_main_sender, mut init_main_receiver) = channel::main_channel()?;
     let mut inter_chan = channel::intermediate_channel()?;
@@ -168,6 +169,7 @@ pub fn container_main_process(container_args: &ContainerArgs) -> Result<Pid> {
     // The intermediate process will send the init pid once it forks the init
     // process.  The intermediate process should exit after this point.
     let init_pid = intermediate_main_receiver.wait_for_intermediate_ready()?;
+    crate::timeline::mark("main: intermediate ready"); // wasmpod patch: a timeline mark
 
     // if file to write the pid to is specified, write pid of the child
     if let Some(pid_file) = &container_args.pid_file {
@@ -276,6 +278,7 @@ pub fn container_main_process(container_args: &ContainerArgs) -> Result<Pid> {
         err
     })?;
 
+    crate::timeline::mark("main: init ready"); // wasmpod patch: a timeline mark
     tracing::debug!("init pid is {:?}", init_pid);
 
     // Close the receiver ends to avoid leaking file descriptors.

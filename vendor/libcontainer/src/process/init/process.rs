@@ -45,6 +45,7 @@ pub fn container_init_process(
     init_receiver: &mut channel::InitReceiver,
 ) -> Result<()> {
     let mut ctx = InitContext::try_from(args)?;
+    crate::timeline::mark("init: start"); // wasmpod patch: a timeline mark
 
     setsid().map_err(|err| {
         tracing::error!(?err, "failed to setsid to create a session");
@@ -83,6 +84,7 @@ pub fn container_init_process(
         let in_user_ns = utils::is_in_new_userns().map_err(InitProcessError::Io)?;
         let bind_service = ctx.ns.get(LinuxNamespaceType::User)?.is_some() || in_user_ns;
         let rootfs = RootFS::new();
+        crate::timeline::mark("init: namespaces set"); // wasmpod patch: a timeline mark
         rootfs
             .prepare_rootfs(
                 ctx.spec,
@@ -122,6 +124,7 @@ pub fn container_init_process(
         // use simple chroot. Scary things will happen if you try to pivot_root
         // in the host mount namespace...
         do_pivot_root(ctx.syscall.as_ref(), &ctx.ns, args.no_pivot, ctx.rootfs)?;
+        crate::timeline::mark("init: rootfs mounted and pivot_root done"); // wasmpod patch: a timeline mark
 
         // As we have changed the root mount, from here on
         // logs are no longer visible in journalctl
@@ -435,6 +438,7 @@ pub fn container_init_process(
     // payload.  Note, because we are already inside the pid namespace, the pid
     // outside the pid namespace should be recorded by the intermediate process
     // already.
+    crate::timeline::mark("init: ready"); // wasmpod patch: a timeline mark
     main_sender.init_ready().map_err(|err| {
         tracing::error!(
             ?err,
