@@ -262,7 +262,9 @@ impl Instance for Container {
     }
     fn start(&self) -> Result<()> {
         let mut stages = Stages::new(format!("{}: start", self.id));
+        crate::isolation::timeline::mark("shim: start");
         self.linux.start()?;
+        crate::isolation::timeline::mark("shim: start done");
         stages.mark("signal init");
         stages.log();
         Ok(())
