@@ -90,8 +90,8 @@ impl InitContainerBuilder {
             Some(spec) => self.checked_spec(spec)?,
             None => self.load_spec()?,
         };
-        // validate terminal field against console socket presence before any side effects
         crate::timeline::mark("builder: spec loaded"); // wasmpod patch: a timeline mark
+        // validate terminal field against console socket presence before any side effects
         // (mirrors runc's checkTerminal called at the top of runner.run())
         self.base.check_terminal(&spec, self.detached)?;
 

@@ -73,6 +73,7 @@ pub fn container_intermediate_process(
     }
     let _ = cpu_affinity::log_cpu_affinity();
 
+    crate::timeline::mark("intermediate: joining cgroups"); // wasmpod patch: a timeline mark
     // this needs to be done before we create the init process, so that the init
     // process will already be captured by the cgroup. It also needs to be done
     // before we enter the user namespace because if a privileged user starts a
@@ -83,7 +84,6 @@ pub fn container_intermediate_process(
     // In addition this needs to be done before we enter the cgroup namespace as
     // the cgroup of the process will form the root of the cgroup hierarchy in
     // the cgroup namespace.
-    crate::timeline::mark("intermediate: joining cgroups"); // wasmpod patch: a timeline mark
     apply_cgroups(
         &cgroup_manager,
         linux.resources().as_ref(),
@@ -202,6 +202,7 @@ pub fn container_intermediate_process(
         })
     };
 
+    crate::timeline::mark("intermediate: cloning init"); // wasmpod patch: a timeline mark
     // We have to record the pid of the init process. The init process will be
     // inside the pid namespace, so we can't rely on the init process to send us
     // the correct pid. We also want to clone the init process as a sibling
@@ -210,7 +211,6 @@ pub fn container_intermediate_process(
     // configuration. The youki main process can decide what to do with the init
     // process and the intermediate process can just exit safely after the job
     // is done.
-    crate::timeline::mark("intermediate: cloning init"); // wasmpod patch: a timeline mark
     let pid = fork::container_clone_sibling(cb, None).map_err(|err| {
         tracing::error!("failed to fork init process: {}", err);
         IntermediateProcessError::InitProcess(err)

@@ -50,12 +50,12 @@ pub enum ProcessError {
 type Result<T> = std::result::Result<T, ProcessError>;
 
 pub fn container_main_process(container_args: &ContainerArgs) -> Result<Pid> {
+    crate::timeline::mark("main: cloning intermediate"); // wasmpod patch: a timeline mark
     // We use a set of channels to communicate between parent and child process.
     // Each channel is uni-directional. Because we will pass these channel to
     // cloned process, we have to be deligent about closing any unused channel.
     // At minimum, we have to close down any unused senders. The corresponding
     // receivers will be cleaned up once the senders are closed down.
-    crate::timeline::mark("main: cloning intermediate"); // wasmpod patch: a timeline mark
     let (mut intermediate_main_sender, mut intermediate_main_receiver) = channel::main_channel()?;
     let (mut init_main_sender, mut init_main_receiver) = channel::main_channel()?;
     let mut inter_chan = channel::intermediate_channel()?;

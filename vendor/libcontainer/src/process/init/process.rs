@@ -434,11 +434,11 @@ pub fn container_init_process(
     args.executor.validate(ctx.spec)?;
     args.executor.setup_envs(ctx.envs)?;
 
+    crate::timeline::mark("init: ready"); // wasmpod patch: a timeline mark
     // Notify main process that the init process is ready to execute the
     // payload.  Note, because we are already inside the pid namespace, the pid
     // outside the pid namespace should be recorded by the intermediate process
     // already.
-    crate::timeline::mark("init: ready"); // wasmpod patch: a timeline mark
     main_sender.init_ready().map_err(|err| {
         tracing::error!(
             ?err,
