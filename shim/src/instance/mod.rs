@@ -106,11 +106,17 @@ impl InstanceFactory for ContainerFactory {
         let mut stages = Stages::new(format!("{}: create", req.id));
         crate::isolation::timeline::mark("shim: create");
         // Taken first, so that a Create failing before the build lets it go too.
-        let (netns, cgroup) = match self.ahead.get() {
-            Some(ahead) => ahead.take(&req.bundle),
-            None => (None, None),
+        let (netns, cgroup, spec) = match self.ahead.get() {
+            Some(ahead) => {
+                let (netns, cgroup) = ahead.take(&req.bundle);
+                (netns, cgroup, ahead.take_spec(&req.bundle))
+            }
+            None => (None, None, None),
         };
-        let spec = crate::isolation::load_spec(&req.bundle)?;
+        let spec = match spec {
+            Some(spec) => spec,
+            None => crate::isolation::load_spec(&req.bundle)?,
+        };
         stages.mark("spec");
         let rootfs = match spec.root() {
             Some(root) if root.path().is_absolute() => root.path().clone(),

@@ -51,6 +51,9 @@ pub struct LinuxContainer {
     /// The container has a PID namespace of its own (see [`Self::init_exited`]).
     owns_pid_namespace: bool,
     inner: Mutex<Container>,
+    /// The shim's handle of what runs inside, let go with the container: the last handle
+    /// unmaps a guest's code, work that Create need not wait for.
+    _workload: Workload,
 }
 
 impl LinuxContainer {
@@ -83,6 +86,7 @@ impl LinuxContainer {
         if let Some(made) = cgroup.as_mut() {
             made.wait();
         }
+        let kept = workload.clone();
         let executor = WorkloadExecutor::new(workload, log_fd);
         let build_id = id.clone();
         let build_prepared = prepared.clone();
@@ -138,6 +142,7 @@ impl LinuxContainer {
             pid: pid.as_raw(),
             owns_pid_namespace,
             inner: Mutex::new(container),
+            _workload: kept,
         })
     }
 
