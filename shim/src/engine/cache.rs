@@ -20,6 +20,8 @@
 //! everything before it, and a file is mapped only after its digest checks out (reading a
 //! file that is in the page cache costs a fraction of a millisecond per MB with SHA-NI). A
 //! truncated, corrupt or trailer-less file is logged, removed and recompiled; it never runs.
+//! A file that checked out is recorded as checked (`verified`): until it changes or the node
+//! reboots, loads of it skip reading it whole.
 //!
 //! # When the directory cannot be written
 //!
@@ -128,12 +130,13 @@ impl CompileCache {
         deserialize_bytes: impl FnOnce(&[u8]) -> wasmtime::Result<T>,
     ) -> Result<Cached<T>, EngineError> {
         let file = self.file_for(wasm);
-        // `exists` then open is racy, but losing the race only means a spurious miss below.
-        if file.exists() && self.intact(&file) {
+        // Looked at, then opened: racy, but losing the race only means a spurious miss below.
+        let meta = fs::metadata(&file).ok();
+        if let Some(meta) = meta.as_ref().filter(|meta| self.intact(&file, meta)) {
             match deserialize(&file) {
                 Ok(value) => {
                     log::debug!("compile cache hit: {}", file.display());
-                    super::evict::touch(&file);
+                    super::evict::touch(&file, meta);
                     return Ok(Cached {
                         value,
                         file,
@@ -211,10 +214,21 @@ impl CompileCache {
 
 impl CompileCache {
     /// Whether `file`'s digest checks out; a file that fails is logged and removed.
-    fn intact(&self, file: &Path) -> bool {
-        match verify(file) {
-            Ok(()) => true,
+    /// Whether `file` (`meta` now) is whole: checked since the node booted and unchanged
+    /// since (`verified`), or its digest checks out now.
+    fn intact(&self, file: &Path, meta: &fs::Metadata) -> bool {
+        if super::verified::is_current(&self.dir, file, meta) {
+            return true;
+        }
+        match verify_file(file) {
+            Ok(checked) => {
+                if let Some(checked) = checked {
+                    super::verified::record(&self.dir, file, &checked);
+                }
+                true
+            }
             Err(why) => {
+                super::verified::forget(&self.dir, file);
                 log::warn!(
                     "compile cache file {} is unusable ({why}): removed, recompiling",
                     file.display()
@@ -229,12 +243,25 @@ impl CompileCache {
 /// Checks a cache file's trailer and digest, reading the file in chunks: a large artifact
 /// must not cost its size in the shim's memory.
 pub(crate) fn verify(file: &Path) -> Result<(), String> {
-    use std::io::Read;
+    verify_file(file).map(|_| ())
+}
+
+/// [`verify`], which also returns the metadata of the file checked when it did not change
+/// while it was read (then that is the file whose digest checked out).
+fn verify_file(file: &Path) -> Result<Option<fs::Metadata>, String> {
+    use std::os::unix::fs::MetadataExt;
     let mut f = File::open(file).map_err(|e| format!("cannot read it: {e}"))?;
-    let len = f
-        .metadata()
-        .map_err(|e| format!("cannot read it: {e}"))?
-        .len();
+    let before = f.metadata().map_err(|e| format!("cannot read it: {e}"))?;
+    verify_open(&mut f, before.len())?;
+    let same = |after: &fs::Metadata| {
+        (after.ctime(), after.ctime_nsec(), after.len())
+            == (before.ctime(), before.ctime_nsec(), before.len())
+    };
+    Ok(f.metadata().ok().filter(same).map(|_| before))
+}
+
+fn verify_open(mut f: &mut File, len: u64) -> Result<(), String> {
+    use std::io::Read;
     let Some(body_len) = len.checked_sub(TRAILER_LEN as u64) else {
         return Err(format!("truncated: {len} bytes"));
     };

@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// A temporary file older than this was left by a writer that died (a compile helper killed
 /// mid-write); a live one finishes in far less.
@@ -24,8 +24,22 @@ fn remove_if_abandoned(path: &Path, meta: &fs::Metadata) {
     }
 }
 
-/// Marks `file` as just used (best effort).
-pub(crate) fn touch(file: &Path) {
+/// How recent a use eviction needs to know of: a file used within it is not marked again.
+pub(crate) const TOUCH_EVERY: Duration = Duration::from_secs(60);
+
+/// Marks `file` (whose metadata is `meta`) as just used, unless it was within
+/// [`TOUCH_EVERY`]. Best effort. Not at every use: marking it changes its change time too,
+/// and with it what records it as checked (`verified`), which a busy program would then never
+/// keep.
+pub(crate) fn touch(file: &Path, meta: &fs::Metadata) {
+    let recent = meta
+        .modified()
+        .ok()
+        .and_then(|at| SystemTime::now().duration_since(at).ok())
+        .is_some_and(|age| age < TOUCH_EVERY);
+    if recent {
+        return;
+    }
     if let Ok(f) = fs::File::open(file) {
         let _ = f.set_modified(SystemTime::now());
     }
@@ -63,6 +77,7 @@ pub(crate) fn evict(dir: &Path, max_bytes: u64, keep: &Path) -> Vec<PathBuf> {
             continue;
         }
         if fs::remove_file(&path).is_ok() {
+            super::verified::forget(dir, &path);
             log::info!(
                 "compile cache over {} MiB: evicted {}",
                 max_bytes >> 20,
@@ -72,12 +87,12 @@ pub(crate) fn evict(dir: &Path, max_bytes: u64, keep: &Path) -> Vec<PathBuf> {
             removed.push(path);
         }
     }
+    super::verified::forget_missing(dir);
     removed
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
 
     use super::*;
 
@@ -108,7 +123,7 @@ mod tests {
         let a = file(dir.path(), "a.cwasm", 400, 300);
         let b = file(dir.path(), "b.cwasm", 400, 200);
         let c = file(dir.path(), "c.cwasm", 400, 0);
-        touch(&a);
+        touch(&a, &fs::metadata(&a).unwrap());
         assert_eq!(evict(dir.path(), 800, &c), vec![b]);
         assert!(a.exists());
     }

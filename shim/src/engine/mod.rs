@@ -38,6 +38,7 @@ pub mod http;
 mod limits;
 mod program;
 mod run;
+mod verified;
 mod wasi;
 
 #[cfg(test)]

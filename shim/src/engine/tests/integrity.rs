@@ -144,3 +144,28 @@ fn a_cache_directory_that_cannot_be_created_is_not_fatal() {
     let run = super::run_captured(&f, &program, &super::plan());
     assert_eq!(run.stdout, b"hello\n");
 }
+
+/// A file checked once it has been quiet for a while is recorded as checked (`verified`), so
+/// that loads after it skip reading it whole; damage after that is still caught, since the
+/// write changes what the record names.
+#[test]
+fn a_checked_file_is_recorded_and_damage_after_it_is_still_caught() {
+    let f = fixture();
+    let bytes = wat(HELLO);
+    let file = cached_file(&f, &bytes);
+    let record = f
+        .cache_dir()
+        .join("verified")
+        .join(file.file_name().unwrap());
+    assert!(!record.exists(), "a file just written is not recorded");
+    std::thread::sleep(super::super::verified::QUIET);
+    assert!(f.engine.load(Path::new(APP), &bytes).unwrap().from_cache());
+    assert!(record.exists(), "a quiet file checked is recorded");
+    assert!(f.engine.load(Path::new(APP), &bytes).unwrap().from_cache());
+
+    let mut bad = std::fs::read(&file).unwrap();
+    let middle = bad.len() / 2;
+    bad[middle] ^= 0x01;
+    std::fs::write(&file, &bad).unwrap();
+    recovers(&f, &bytes, &file);
+}
