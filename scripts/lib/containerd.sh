@@ -34,6 +34,13 @@ containerd_start() {
   # (@CTD_DIR@ in it stands for the daemon's private directory), and extra daemon flags, e.g.
   # CTD_ARGS="--log-level debug".
   local extra_env=${CTD_ENV:-}
+  # containerd's state (bundles, shim and runtime state) on a tmpfs, as /run/containerd is on a
+  # node: on a disk filesystem every state file rewritten costs a flush (ext4 writes out a file
+  # truncated and written again when it is closed), for runc's containers as for wasmpod's.
+  if [[ ${CTD_STATE_TMPFS:-1} == 1 ]]; then
+    mkdir -p "$CTD_DIR/state"
+    mount -t tmpfs -o mode=0711 wasmpod-ctd-state "$CTD_DIR/state"
+  fi
   env ${extra_env//@CTD_DIR@/$CTD_DIR} PATH="$WASMPOD_BIN:/usr/sbin:/usr/bin:/sbin:/bin" \
     "$bin" --config "$CTD_DIR/config.toml" ${CTD_ARGS:-} >"$CTD_DIR/containerd.log" 2>&1 &
   CTD_PID=$!
