@@ -51,9 +51,6 @@ pub struct LinuxContainer {
     /// The container has a PID namespace of its own (see [`Self::init_exited`]).
     owns_pid_namespace: bool,
     inner: Mutex<Container>,
-    /// The shim's handle of what runs inside, let go with the container: the last handle
-    /// unmaps a guest's code, work that Create need not wait for.
-    _workload: Workload,
 }
 
 impl LinuxContainer {
@@ -103,6 +100,9 @@ impl LinuxContainer {
             })
         });
         super::timeline::mark("shim: state read back");
+        // The shim's last handle of what runs inside: dropping it unmaps a guest's code, work
+        // that Create need not wait for (the container's process has its own mapping).
+        crate::idle::drop_when_quiet(Box::new(kept));
         // The init has joined it (or failed): the shim holds it no longer.
         drop(netns);
         let container = match built {
@@ -142,7 +142,6 @@ impl LinuxContainer {
             pid: pid.as_raw(),
             owns_pid_namespace,
             inner: Mutex::new(container),
-            _workload: kept,
         })
     }
 
