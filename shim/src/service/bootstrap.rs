@@ -85,14 +85,23 @@ async fn listen(socket: &str) -> Result<Option<Server>, String> {
         }
         std::os::unix::net::UnixListener::bind(path)
     };
+    let in_use = |e: &std::io::Error| e.kind() == std::io::ErrorKind::AddrInUse;
     let listener = match bind() {
         Ok(l) => l,
-        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+        Err(e) if in_use(&e) => {
+            let seen = super::socket_id(socket);
             if answers(socket).await {
                 return Ok(None);
             }
-            remove_socket(socket);
-            bind().map_err(|e| format!("cannot listen on {path}: {e}"))?
+            // Only the dead socket seen: another shim may have bound a new one meanwhile.
+            if let Some(seen) = seen {
+                super::remove_socket_if_still(socket, seen);
+            }
+            match bind() {
+                Ok(l) => l,
+                Err(e) if in_use(&e) && answers(socket).await => return Ok(None),
+                Err(e) => return Err(format!("cannot listen on {path}: {e}")),
+            }
         }
         Err(e) => return Err(format!("cannot listen on {path}: {e}")),
     };

@@ -291,11 +291,17 @@ const ADDRESS_FILE: &str = "address";
 /// Removes the socket of a shim that died, unless another shim of the pod still serves it:
 /// a socket that still takes connections is checked `checks` times, 20 ms apart (its last
 /// holders, killed just before, may not have exited yet) and is left alone if it still does.
+/// Only the socket file seen before the checks is removed: a group's next shim may bind a new
+/// socket at the same path meanwhile (its last shim left just before), and removing that one
+/// made containerd's dial fail with "no such file or directory".
 fn remove_dead_socket(address: &str, checks: u32) {
     let path = socket_path(address);
+    let Some(seen) = socket_id(path) else {
+        return;
+    };
     for check in 1..=checks {
         if std::os::unix::net::UnixStream::connect(path).is_err() {
-            remove_socket(path);
+            remove_socket_if_still(path, seen);
             return;
         }
         if check < checks {
@@ -328,6 +334,26 @@ fn remove_socket(address: &str) {
             }
         }
         _ => {}
+    }
+}
+
+/// What identifies the socket file of `address`, if there is one: device, inode and change
+/// time (a socket made again at the path may get the freed inode back, never the old time).
+fn socket_id(address: &str) -> Option<SocketId> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let md = std::fs::symlink_metadata(socket_path(address)).ok()?;
+    md.file_type()
+        .is_socket()
+        .then(|| (md.dev(), md.ino(), md.ctime(), md.ctime_nsec()))
+}
+
+type SocketId = (u64, u64, i64, i64);
+
+/// Removes the socket file of `address` if it is still the one `seen` identified (see
+/// [`remove_dead_socket`]).
+fn remove_socket_if_still(address: &str, seen: SocketId) {
+    if socket_id(address) == Some(seen) {
+        remove_socket(address);
     }
 }
 
@@ -407,6 +433,27 @@ mod tests {
 
         assert!(!sock.exists(), "the socket is gone");
         assert!(file.exists(), "a regular file is left alone");
+    }
+
+    #[test]
+    fn a_socket_bound_again_at_the_path_is_not_removed_as_the_dead_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("s");
+        let address = format!("unix://{}", sock.display());
+        drop(UnixListener::bind(&sock).unwrap());
+        let dead = socket_id(&address).expect("a socket file");
+        std::fs::remove_file(&sock).unwrap();
+        // Past the kernel's coarse clock tick, as any shim bound later is.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let _next = UnixListener::bind(&sock).unwrap();
+
+        remove_socket_if_still(&address, dead);
+        assert!(sock.exists(), "the new socket stays");
+        let next = socket_id(&address).unwrap();
+        assert_ne!(next, dead);
+        remove_socket_if_still(&address, next);
+        assert!(!sock.exists(), "the one seen goes");
+        remove_dead_socket(&address, 1);
     }
 
     #[test]
