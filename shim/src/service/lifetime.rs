@@ -21,6 +21,19 @@ use std::time::{Duration, Instant};
 use containerd_shim::ExitSignal;
 use log::{info, warn};
 
+/// See [`Lifetime::hold_while_deleting`].
+pub struct DeleteHold {
+    lifetime: Option<(Arc<Lifetime>, String)>,
+}
+
+impl Drop for DeleteHold {
+    fn drop(&mut self) {
+        if let Some((lifetime, id)) = self.lifetime.take() {
+            lifetime.created(&id);
+        }
+    }
+}
+
 /// How long a group shim stays after its last container, by default.
 pub const DEFAULT_LINGER: Duration = Duration::from_secs(5);
 
@@ -148,6 +161,16 @@ impl Lifetime {
         state.reserved.insert(id.to_string(), now);
         state.last_busy = now;
         true
+    }
+
+    /// Holds a group shim while the task `id` is deleted, until the guard goes: with the task
+    /// gone from the registry and its answer not yet sent, another container's Shutdown could
+    /// make the shim leave, and that Delete failed with "ttrpc: closed".
+    pub fn hold_while_deleting(self: &Arc<Self>, id: &str) -> DeleteHold {
+        let held = self.linger.is_some() && self.reserve(id);
+        DeleteHold {
+            lifetime: held.then(|| (self.clone(), id.to_string())),
+        }
     }
 
     /// Create for `id` ended (either way): its reservation is done.
@@ -344,6 +367,22 @@ mod tests {
         );
         let own = lifetime(None, false);
         assert!(own.reserve("a"));
+        assert!(own.state().reserved.is_empty());
+    }
+
+    #[test]
+    fn a_group_is_held_while_a_task_is_deleted() {
+        let group = lifetime(Some(LINGER), false);
+        let held = group.hold_while_deleting("a");
+        assert!(
+            group.state().reserved.contains_key("a"),
+            "no leaving meanwhile"
+        );
+        drop(held);
+        assert!(group.state().reserved.is_empty());
+
+        let own = lifetime(None, false);
+        drop(own.hold_while_deleting("a"));
         assert!(own.state().reserved.is_empty());
     }
 

@@ -215,6 +215,7 @@ impl Task for TaskService {
     async fn delete(&self, _: &TtrpcContext, req: DeleteRequest) -> TtrpcResult<DeleteResponse> {
         let (pid, exit) = match req.exec_id.as_str() {
             "" => {
+                let _held = self.lifetime.hold_while_deleting(&req.id);
                 let deleted = self.tasks.delete(&req.id).await?;
                 self.log.deleted(&req.id);
                 deleted
