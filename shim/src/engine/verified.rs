@@ -40,12 +40,12 @@ pub(crate) fn record(cache_dir: &Path, file: &Path, meta: &Metadata) {
     let quiet = changed_at(meta)
         .and_then(|at| SystemTime::now().duration_since(at).ok())
         .is_some_and(|age| age >= QUIET);
-    let (Some(line), Some(path)) = (identity(meta), record_path(cache_dir, file)) else {
-        return;
-    };
     if !quiet {
         return;
     }
+    let (Some(line), Some(path)) = (identity(meta), record_path(cache_dir, file)) else {
+        return;
+    };
     let written = DirBuilder::new()
         .recursive(true)
         .mode(0o700)
